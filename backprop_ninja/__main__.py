@@ -1,0 +1,3 @@
+from backprop_ninja.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""What the grader says about one unit of one submission. A verdict is data, never an exception."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# The statuses a unit can end in. Only "ok" earns points.
+OK = "ok"                      # right on every replay
+WRONG = "wrong"                # ran, but the numbers or the shape are off
+ERROR = "error"                # the cell raised, or did not define the answer
+MISSING = "missing"            # no cell with this grade_id, or it is still the blank stub
+USES_AUTOGRAD = "uses_autograd"  # asked autograd (statically or at run time)
+TIMEOUT = "timeout"            # ran past its time limit
+CRASHED = "crashed"            # the process died under it (exit, signal, memory)
+STATUSES = (OK, WRONG, ERROR, MISSING, USES_AUTOGRAD, TIMEOUT, CRASHED)
+
+
+@dataclass
+class Verdict:
+    unit: str                  # grade_id, e.g. "ex1_logprobs"
+    status: str
+    points: float
+    max_points: float
+    message: str               # for the student: what is wrong, never the answer
+    exact: bool | None = None  # bit-exact against the reference on the notebook's own inputs (information only)
+    max_diff: float | None = None
+    mismatch: list | None = None  # bool matrix (2-D, at most 64x64): where the answer is off; positions only
+
+    @property
+    def passed(self) -> bool:
+        return self.status == OK
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SubmissionResult:
+    submission: str            # the file graded
+    verdicts: list[Verdict] = field(default_factory=list)  # one per unit, in table order
+    error: str | None = None   # set when the file could not be graded at all (then every unit is 0)
+    execution_time: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(v.points for v in self.verdicts)
+
+    @property
+    def max_score(self) -> float:
+        return sum(v.max_points for v in self.verdicts)
+
+    def by_unit(self) -> dict[str, Verdict]:
+        return {v.unit: v for v in self.verdicts}
