@@ -1,0 +1,86 @@
+"""`backprop-ninja assign`: from the text source to the three notebooks, in order.
+
+1. source/backprop_ninja/backprop_ninja.py (jupytext percent format, nbgrader metadata in the cell headers)
+   -> source/backprop_ninja/backprop_ninja.ipynb, with cell ids taken from the grade_ids so that the output is the
+   same on every run;
+2. `nbgrader generate_assignment` -> release/backprop_ninja/backprop_ninja.ipynb (solutions blanked, hidden tests
+   removed, the gradebook filled);
+3. `nbgrader generate_solution` -> solutions/backprop_ninja/backprop_ninja.ipynb, executed on the short training
+   schedule, without hidden tests.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ASSIGNMENT = "backprop_ninja"
+REPO = Path(__file__).resolve().parent.parent
+SHORT_STEPS = "1000"  # the training schedule the generated solutions show; students run the full one
+
+
+def text_source(root: Path) -> Path:
+    return root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.py"
+
+
+def notebook_path(root: Path, folder: str) -> Path:
+    return root / folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+
+def build_source_notebook(root: Path = REPO) -> Path:
+    """Convert the text source to nbgrader's source notebook, deterministically."""
+    nb = jupytext.read(text_source(root), fmt="py:percent")
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    for index, cell in enumerate(nb.cells):
+        # nbgrader needs stable, unique ids; the grade_id is both (and says nothing about hidden tests)
+        cell["id"] = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{index}"
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    out = notebook_path(root, "source")
+    nbformat.validate(nb)
+    out.write_text(nbformat.writes(nb) + "\n")
+    return out
+
+
+def nbgrader_env(names_path: str | None = None) -> dict[str, str]:
+    """nbgrader shells out to `alembic`, so the interpreter's bin folder must be on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if names_path:
+        env["BACKPROP_NINJA_NAMES"] = str(names_path)
+    return env
+
+
+def run_nbgrader(args: list[str], root: Path, env: dict[str, str]) -> None:
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def build(root: Path = REPO, names_path: str | None = None, solutions: bool = True) -> None:
+    from backprop_ninja.data import names_path as default_names_path
+
+    env = nbgrader_env(names_path or str(default_names_path()))
+    print("source    ->", build_source_notebook(root).relative_to(root))
+    run_nbgrader(["generate_assignment", ASSIGNMENT, "--force"], root, env)
+    print("release   ->", notebook_path(root, "release").relative_to(root))
+    if solutions:
+        run_nbgrader(["generate_solution", ASSIGNMENT, "--force"], root, {**env, "BACKPROP_NINJA_STEPS": SHORT_STEPS})
+        print("solutions ->", notebook_path(root, "solutions").relative_to(root))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--root", type=Path, default=REPO, help="course root (default: this repository)")
+    parser.add_argument("--no-solutions", action="store_true", help="skip generate_solution (it runs the notebook)")
+
+
+def run(args) -> int:
+    build(args.root.resolve(), solutions=not args.no_solutions)
+    return 0

@@ -1,0 +1,35 @@
+"""nbgrader configuration for the Backprop Ninja course (nbgrader 0.9.6).
+
+The defaults need hardening; each line below says which hole it closes (measured, see docs/nbgrader.md).
+"""
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
+                                    ClearOutput, Execute, GetGrades, IncludeHeaderFooter, LimitOutput, LockCells,
+                                    SaveAutoGrades)
+
+from backprop_ninja.nbgrader_plugins import ScoreOnErrorsOnly, ShortTracebacks
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "backprop_ninja"
+c.CourseDirectory.solution_directory = "solutions"
+# The text source (backprop_ninja.py) holds the solutions: never copy it into a release or an autograded folder.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*", "*.py", "names.txt"]
+
+# Time: a per-cell limit (nbgrader has no per-notebook one), and no graceful kernel shutdown (0.5 s each, sometimes
+# 3.4 s; identical scores).
+c.Execute.timeout = 180
+c.Execute.shutdown_kernel = "immediate"
+
+# A test cell scores from errors only: stderr (a torch UserWarning) and execute_result (a forged
+# `sys.displayhook(1.0)`) no longer decide points.
+c.Autograde.autograde_preprocessors = [Execute, ScoreOnErrorsOnly, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+
+# Deleted or metadata-stripped test cells are put back from the gradebook and graded, instead of scoring 0 quietly.
+c.OverwriteCells.add_missing_cells = True
+
+# Hidden tests stay hidden: out of feedback (cell sources and tracebacks) and out of generated solutions.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme, ClearHiddenTests,
+                                    Execute]

@@ -1,0 +1,944 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false}
+# # Backprop Ninja: backpropagation by hand
+#
+# You will take a small character-level language model (the makemore MLP with batch normalisation) and write
+# its backward pass yourself, one line of calculus at a time, without `loss.backward()`.
+#
+# * **Exercise 1.** The forward pass below is cut into 19 small steps. Walk back from the loss and write the
+#   gradient of every intermediate and every parameter: 26 gradients in all.
+# * **Exercise 2.** The gradient of the cross-entropy loss with respect to the logits, in one expression.
+# * **Exercise 3.** The gradient through the whole batchnorm layer, in one expression.
+# * **Exercise 4.** Put your backward pass in a function, train the network with it, and sample names.
+#
+# **How you know you are right.** Autograd computes every gradient too, and each of your answers has a check cell
+# right below it that compares the two and prints `exact`, `approximate` and the largest difference. Write your
+# code only in the cells that say `# YOUR CODE HERE`; everything else is fixed.
+#
+# **How you are graded.** Each gradient is a unit worth its own points. The grader re-runs every answer cell on
+# fresh random inputs and other batch sizes, giving each cell the *correct* upstream gradients, so one mistake costs
+# one unit. Reading autograd's answer (`.grad`, `.backward()`, `torch.autograd`) earns nothing. Use `n` for the
+# batch size, never the number 32.
+#
+# You need `torch`, `matplotlib` and `tqdm` (`pip install torch matplotlib tqdm`), and the file `names.txt`, which the
+# next cell finds or downloads.
+
+# %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false}
+import hashlib
+import os
+import random
+import urllib.request
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "data_md", "locked": true, "schema_version": 3, "solution": false}
+# ## The data
+#
+# `names.txt` holds 32,033 first names, one per line (from Andrej Karpathy's makemore, MIT licence). The cell looks
+# for it next to this notebook, then at the path in the environment variable `BACKPROP_NINJA_NAMES`, and otherwise
+# downloads it. Either way it checks the file's SHA-256, so you know you train on the same data as everyone else.
+
+# %% nbgrader={"grade": false, "grade_id": "data", "locked": true, "schema_version": 3, "solution": false}
+NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
+NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+
+
+def fetch_names(path="names.txt"):
+    """Return the verified contents of names.txt, downloading it to `path` if needed."""
+    candidates = [path, os.environ.get("BACKPROP_NINJA_NAMES", "")]
+    found = next((p for p in candidates if p and os.path.isfile(p)), None)
+    if found:
+        data = open(found, "rb").read()
+        where = found
+    else:
+        try:
+            data = urllib.request.urlopen(NAMES_URL, timeout=30).read()
+        except OSError as err:
+            raise RuntimeError(f"names.txt is not next to this notebook and downloading it failed ({err}). "
+                               f"Download it by hand from {NAMES_URL}, put it next to this notebook, "
+                               f"and run this cell again.") from None
+        where = NAMES_URL
+    if hashlib.sha256(data).hexdigest() != NAMES_SHA256:
+        raise RuntimeError(f"{where} is not the expected names.txt (its SHA-256 differs). Delete it and run this "
+                           f"cell again to download a fresh copy from {NAMES_URL}.")
+    if not found:  # keep the download for next time; write-then-rename leaves no half-written file
+        with open(path + ".partial", "wb") as f:
+            f.write(data)
+        os.replace(path + ".partial", path)
+    return data.decode("utf-8")
+
+
+words = fetch_names().splitlines()
+print(len(words), "names, e.g.", words[:5])
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "vocab_md", "locked": true, "schema_version": 3, "solution": false}
+# The vocabulary is the 26 letters plus `.`, which marks both the start and the end of a name and has index 0.
+# Each training example is a context of `block_size = 3` characters and the character that follows it.
+# The names are shuffled with `random.seed(42)` and split 80/10/10 into train, validation and test sets.
+
+# %% nbgrader={"grade": false, "grade_id": "vocab", "locked": true, "schema_version": 3, "solution": false}
+chars = sorted(set("".join(words)))
+stoi = {ch: i + 1 for i, ch in enumerate(chars)}
+stoi["."] = 0
+itos = {i: ch for ch, i in stoi.items()}
+vocab_size = len(itos)
+block_size = 3
+
+
+def build_dataset(words):
+    X, Y = [], []
+    for w in words:
+        context = [0] * block_size
+        for ch in w + ".":
+            ix = stoi[ch]
+            X.append(context)
+            Y.append(ix)
+            context = context[1:] + [ix]
+    return torch.tensor(X), torch.tensor(Y)
+
+
+random.seed(42)
+random.shuffle(words)
+n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
+Xtr, Ytr = build_dataset(words[:n1])
+Xdev, Ydev = build_dataset(words[n1:n2])
+Xte, Yte = build_dataset(words[n2:])
+print("vocabulary:", vocab_size, "| train", tuple(Xtr.shape), "| val", tuple(Xdev.shape), "| test", tuple(Xte.shape))
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "helpers_md", "locked": true, "schema_version": 3, "solution": false}
+# ## Two helpers
+#
+# `check("probs")` compares your `dprobs` with autograd's `probs.grad`, prints one line, and stops with a message if
+# they disagree. `progress()` prints where you stand on every gradient and never stops anything.
+#
+# `finite_difference(f, x)` estimates the gradient of a scalar function numerically, by nudging each entry of `x` up
+# and down a little: $\frac{f(x+\epsilon) - f(x-\epsilon)}{2\epsilon}$. Use it on a tiny example whenever you are
+# unsure of a local derivative.
+
+# %% nbgrader={"grade": false, "grade_id": "helpers", "locked": true, "schema_version": 3, "solution": false}
+GRADING = bool(os.environ.get("NBGRADER_EXECUTION"))  # set by nbgrader while it grades: then checks only print
+
+EX1_VARIABLES = [
+    "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits", "h",
+    "W2", "b2", "hpreact", "bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani",
+    "hprebn", "embcat", "W1", "b1", "emb", "C",
+]
+
+
+def _compare(name):
+    """(status, line) for your d<name> against autograd's <name>.grad; never raises."""
+    answer, target = globals().get("d" + name), globals().get(name)
+    if answer is None:
+        return "not yet", f"d{name} is not defined yet"
+    if not isinstance(answer, torch.Tensor):
+        return "wrong", f"d{name} should be a tensor, not {type(answer).__name__}"
+    expected = target.grad
+    if answer.shape != expected.shape:
+        return "wrong", f"d{name} has shape {tuple(answer.shape)}, but {name} has shape {tuple(expected.shape)}"
+    answer = answer.detach().to(expected.dtype)
+    exact = torch.equal(answer, expected)
+    # the floor lets near-zero gradients (db1, dlogit_maxes) through: they are float32 rounding noise
+    close = torch.allclose(answer, expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item() + 5e-8)
+    maxdiff = (answer - expected).abs().max().item()
+    line = f"{name:15s} | exact: {str(exact):5s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}"
+    return ("done" if close else "wrong"), line
+
+
+def check(name):
+    """Print how your d<name> compares with autograd; stop with a message when it is off (not while grading)."""
+    status, line = _compare(name)
+    print(line)
+    if status != "done" and not GRADING:
+        raise AssertionError(f"d{name} does not match autograd yet. If an earlier gradient is also off, "
+                             f"fix that one first: each step builds on the ones before it.")
+
+
+def progress():
+    """Print the status of every gradient of Exercise 1 (dlogits and dhprebn are also Exercises 2 and 3)."""
+    counts = {}
+    for name in EX1_VARIABLES:
+        try:
+            status, line = _compare(name)
+        except Exception as err:  # a summary must never stop the notebook
+            status, line = "wrong", f"d{name}: {type(err).__name__}: {err}"
+        counts[status] = counts.get(status, 0) + 1
+        print(f"{status:8s} {line}")
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def finite_difference(f, x, eps=1e-6):
+    """Numerical gradient of the scalar f(x) with respect to each entry of tensor x, in float64."""
+    x = x.detach().double().clone()
+    grad = torch.zeros_like(x)
+    flat, flat_grad = x.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        up = float(f(x))
+        flat[i] = old - eps
+        down = float(f(x))
+        flat[i] = old
+        flat_grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+# Example: the local derivative of t**-1 is -t**-2.
+t = torch.tensor([0.5, 2.0, 4.0])
+print(finite_difference(lambda x: (x**-1).sum(), t), "vs", -t.double() ** -2)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "model_md", "locked": true, "schema_version": 3, "solution": false}
+# ## The network
+#
+# Each character gets a 10-dimensional embedding (`C`). The three embeddings of a context are concatenated and fed
+# to a hidden layer of 64 units (`W1`, `b1`), batch-normalised (`bngain`, `bnbias`), squashed with `tanh`, and
+# mapped to 27 logits (`W2`, `b2`).
+#
+# The initialisation follows the lecture with one change: **every random draw comes from the seeded generator `g`**.
+# The lecture draws `bngain` and `bnbias` from PyTorch's unseeded global generator, so its exact numbers cannot be
+# reproduced; here they can. The small random values in `b1`, `bngain` and `bnbias` (instead of zeros and ones) make
+# sure a wrong gradient cannot hide behind a zero.
+
+# %% nbgrader={"grade": false, "grade_id": "model", "locked": true, "schema_version": 3, "solution": false}
+n_embd = 10
+n_hidden = 64
+batch_size = 32
+n = batch_size  # a shorter name for the batch size: use it in your formulas
+
+g = torch.Generator().manual_seed(2147483647)
+C = torch.randn((vocab_size, n_embd), generator=g)
+W1 = torch.randn((n_embd * block_size, n_hidden), generator=g) * (5 / 3) / (n_embd * block_size) ** 0.5
+b1 = torch.randn(n_hidden, generator=g) * 0.1  # useless under batchnorm, but its gradient is still graded
+W2 = torch.randn((n_hidden, vocab_size), generator=g) * 0.1
+b2 = torch.randn(vocab_size, generator=g) * 0.1
+bngain = torch.randn((1, n_hidden), generator=g) * 0.1 + 1.0
+bnbias = torch.randn((1, n_hidden), generator=g) * 0.1
+parameters = [C, W1, b1, W2, b2, bngain, bnbias]
+for p in parameters:
+    p.requires_grad = True
+print(sum(p.nelement() for p in parameters), "parameters")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "forward_md", "locked": true, "schema_version": 3, "solution": false}
+# ## The forward pass, one small step per line
+#
+# One minibatch of `n` examples goes through the network. Every line makes one named tensor, so every tensor has a
+# gradient you can write. At the end autograd runs the backward pass and keeps the gradient of every intermediate
+# (`retain_grad`), so that `check` has something to compare with. Note the shapes in the comments: they are half the
+# work of backpropagation.
+
+# %% nbgrader={"grade": false, "grade_id": "forward", "locked": true, "schema_version": 3, "solution": false}
+ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
+Xb, Yb = Xtr[ix], Ytr[ix]
+
+emb = C[Xb]                                       # (n, 3, 10) the embedding of each context character
+embcat = emb.view(emb.shape[0], -1)               # (n, 30)    the three embeddings side by side
+hprebn = embcat @ W1 + b1                         # (n, 64)    hidden layer, before batchnorm
+bnmeani = 1 / n * hprebn.sum(0, keepdim=True)     # (1, 64)    mean over the batch
+bndiff = hprebn - bnmeani                         # (n, 64)
+bndiff2 = bndiff**2                               # (n, 64)
+bnvar = 1 / (n - 1) * bndiff2.sum(0, keepdim=True)  # (1, 64)  variance, with Bessel's n-1
+bnvar_inv = (bnvar + 1e-5) ** -0.5                # (1, 64)    1/sqrt(variance)
+bnraw = bndiff * bnvar_inv                        # (n, 64)    normalised
+hpreact = bngain * bnraw + bnbias                 # (n, 64)    scaled and shifted
+h = torch.tanh(hpreact)                           # (n, 64)    hidden activations
+logits = h @ W2 + b2                              # (n, 27)
+logit_maxes = logits.max(1, keepdim=True).values  # (n, 1)     subtracted for numerical safety
+norm_logits = logits - logit_maxes                # (n, 27)
+counts = norm_logits.exp()                        # (n, 27)
+counts_sum = counts.sum(1, keepdim=True)          # (n, 1)
+counts_sum_inv = counts_sum**-1                   # (n, 1)
+probs = counts * counts_sum_inv                   # (n, 27)    softmax
+logprobs = probs.log()                            # (n, 27)
+loss = -logprobs[range(n), Yb].mean()             # ()         mean negative log-likelihood
+
+for p in parameters:
+    p.grad = None
+for t in [logprobs, probs, counts_sum_inv, counts_sum, counts, norm_logits, logit_maxes, logits, h, hpreact,
+          bnraw, bnvar_inv, bnvar, bndiff2, bndiff, bnmeani, hprebn, embcat, emb]:
+    t.retain_grad()
+loss.backward()
+print("loss", loss.item())
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ex1_md", "locked": true, "schema_version": 3, "solution": false}
+# # Exercise 1: backpropagate through every step
+#
+# Walk the forward pass backwards. For each tensor `x`, write `dx`: the gradient of `loss` with respect to `x`,
+# a tensor of exactly the same shape as `x`. The recipe is always the same chain rule:
+#
+# > `dx` = (local derivative of the line that *used* `x`) × (gradient of that line's result),
+#
+# and two rules cover almost every trap:
+#
+# * **Broadcasting in the forward pass means a sum in the backward pass.** If a `(1, 64)` tensor was stretched over
+#   `n` rows, each row sent gradient back to it: add them up with `.sum(0, keepdim=True)`.
+# * **A tensor used twice collects gradient from both uses.** The two contributions add up.
+#
+# Each cell may use every tensor of the forward pass, `n`, and the gradients you wrote above it. When the grader
+# re-runs a cell it hands it the correct upstream gradients, so a mistake in one cell never costs you the next.
+#
+# ### `dlogprobs`
+# `loss = -logprobs[range(n), Yb].mean()` picks, in each row, the log-probability of the correct next character,
+# and averages the `n` picked values with a minus sign. So each picked entry gets gradient $-1/n$ and every other
+# entry has no effect on the loss: gradient 0. Start from zeros and fill in the picked positions.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_logprobs", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dlogprobs = torch.zeros_like(logprobs)
+dlogprobs[range(n), Yb] = -1.0 / n
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_logprobs", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("logprobs")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logprobs")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "probs_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dprobs`
+# `logprobs = probs.log()` works element by element, and $\frac{d}{dp}\log p = 1/p$. Multiply element by element.
+# Notice what this does: a correct character that got a small probability gets a large push.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_probs", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dprobs = (1.0 / probs) * dlogprobs
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_probs", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("probs")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_probs")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "counts_sum_inv_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dcounts_sum_inv`
+# `probs = counts * counts_sum_inv` multiplies an `(n, 27)` tensor by an `(n, 1)` column. The local derivative with
+# respect to `counts_sum_inv` is `counts`; but the column was **broadcast** across 27 positions of its row, so its
+# gradient is the sum of those 27 contributions, kept as a column.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_counts_sum_inv", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_counts_sum_inv", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("counts_sum_inv")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts_sum_inv")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "counts_sum_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dcounts_sum`
+# `counts_sum_inv = counts_sum**-1`, and $\frac{d}{ds}s^{-1} = -s^{-2}$. Element by element, same shape `(n, 1)`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_counts_sum", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dcounts_sum = (-counts_sum**-2) * dcounts_sum_inv
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_counts_sum", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("counts_sum")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts_sum")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "counts_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dcounts`
+# `counts` is **used twice**: in `probs = counts * counts_sum_inv` and in `counts_sum = counts.sum(1, keepdim=True)`.
+# Its gradient is the sum of both contributions.
+#
+# * Through `probs`: the local derivative is `counts_sum_inv`, broadcast along each row.
+# * Through `counts_sum`: a sum passes its gradient unchanged to every term it added up, so each of the 27 entries of
+#   a row receives that row's `dcounts_sum`.
+#
+# Forgetting one of the two is the classic mistake here.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_counts", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dcounts = counts_sum_inv * dprobs
+dcounts += torch.ones_like(counts) * dcounts_sum
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_counts", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("counts")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "norm_logits_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dnorm_logits`
+# `counts = norm_logits.exp()`, and the exponential is its own derivative. You already have `exp(norm_logits)`:
+# it is `counts`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_norm_logits", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dnorm_logits = counts * dcounts
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_norm_logits", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("norm_logits")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_norm_logits")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "logit_maxes_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dlogit_maxes`
+# `norm_logits = logits - logit_maxes` subtracts an `(n, 1)` column broadcast along the rows: the local derivative is
+# $-1$, and the broadcast means a sum over each row.
+#
+# You should find numbers that are zero up to rounding. That is the point of the trick: subtracting any constant
+# from a row of logits leaves the softmax unchanged, so the loss cannot depend on `logit_maxes`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_logit_maxes", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dlogit_maxes = (-dnorm_logits).sum(1, keepdim=True)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_logit_maxes", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("logit_maxes")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logit_maxes")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "logits_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dlogits`
+# `logits` is **used twice** as well: directly in `norm_logits = logits - logit_maxes` (local derivative 1), and
+# through `logit_maxes = logits.max(1, keepdim=True).values`. The max passes gradient only to the entry that *was*
+# the maximum of its row; all other entries get 0. `logits.max(1).indices` tells you where the maxima are, and
+# `F.one_hot` turns indices into a 0/1 mask.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_logits", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dlogits = dnorm_logits.clone()
+dlogits += F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_logits", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("logits")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logits")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "h_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dh`, `dW2`, `db2`: a linear layer
+# `logits = h @ W2 + b2` with shapes `(n, 64) @ (64, 27) + (27,)`. For a matrix product the gradients are matrix
+# products too, and the shapes tell you which one: `dh` must be `(n, 64)`, and the only way to get that from
+# `dlogits` `(n, 27)` and `W2` `(64, 27)` is `dlogits @ W2.T`. Work out `dW2` the same way. `b2` was broadcast over
+# the `n` rows: sum over them.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_h", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dh = dlogits @ W2.T
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_h", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("h")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_h")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_W2", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dW2 = h.T @ dlogits
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_W2", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("W2")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_W2")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_b2", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+db2 = dlogits.sum(0)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_b2", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("b2")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_b2")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "hpreact_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dhpreact`
+# `h = torch.tanh(hpreact)`. The derivative of $\tanh$ is $1 - \tanh^2$, and $\tanh(\text{hpreact})$ is `h`, which
+# you already have. Element by element.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_hpreact", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dhpreact = (1.0 - h**2) * dh
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_hpreact", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("hpreact")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_hpreact")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "bngain_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dbngain`, `dbnbias`, `dbnraw`
+# `hpreact = bngain * bnraw + bnbias`, where `bngain` and `bnbias` are `(1, 64)` rows broadcast over the batch and
+# `bnraw` is `(n, 64)`. Multiplication sends each factor the other factor times the upstream gradient; addition
+# passes the gradient through. The two broadcast rows need a sum over the batch, and keep their `(1, 64)` shape.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bngain", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bngain", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bngain")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bngain")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bnbias", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbnbias = dhpreact.sum(0, keepdim=True)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bnbias", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bnbias")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnbias")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bnraw", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbnraw = bngain * dhpreact
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bnraw", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bnraw")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnraw")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "bnvar_inv_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dbnvar_inv`
+# `bnraw = bndiff * bnvar_inv`: an `(n, 64)` tensor times a `(1, 64)` row. The row was broadcast down the batch, so
+# its gradient is a sum over the batch, kept as a row.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bnvar_inv", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bnvar_inv", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bnvar_inv")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnvar_inv")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "bnvar_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dbnvar`
+# `bnvar_inv = (bnvar + 1e-5)**-0.5`. The power rule gives $-0.5\,(\text{bnvar} + 10^{-5})^{-1.5}$. Keep the
+# `1e-5` where the forward pass had it.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bnvar", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbnvar = (-0.5 * (bnvar + 1e-5) ** -1.5) * dbnvar_inv
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bnvar", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bnvar")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnvar")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "bndiff2_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dbndiff2`
+# `bnvar = 1/(n-1) * bndiff2.sum(0, keepdim=True)`. A sum over the batch followed by a scale: every one of the `n`
+# rows receives the same `(1, 64)` gradient, times the scale. Mind the scale: the variance divides by $n-1$
+# (Bessel's correction, an unbiased estimate for a small batch), not by $n$.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bndiff2", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbndiff2 = (1.0 / (n - 1)) * torch.ones_like(bndiff2) * dbnvar
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bndiff2", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bndiff2")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bndiff2")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "bndiff_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dbndiff`
+# `bndiff` is **used twice**: in `bnraw = bndiff * bnvar_inv` and in `bndiff2 = bndiff**2`. Add both contributions:
+# `bnvar_inv` (broadcast) times `dbnraw`, and $2\,\text{bndiff}$ times `dbndiff2`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bndiff", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbndiff = bnvar_inv * dbnraw
+dbndiff += (2 * bndiff) * dbndiff2
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bndiff", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bndiff")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bndiff")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "bnmeani_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dbnmeani`
+# `bndiff = hprebn - bnmeani`: the `(1, 64)` mean is broadcast down the batch and subtracted. Local derivative $-1$,
+# and a sum over the batch.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_bnmeani", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dbnmeani = (-dbndiff).sum(0, keepdim=True)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_bnmeani", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("bnmeani")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnmeani")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "hprebn_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dhprebn`
+# `hprebn` is **used twice**: directly in `bndiff = hprebn - bnmeani` (local derivative 1), and through the mean
+# `bnmeani = 1/n * hprebn.sum(0, keepdim=True)`, which hands each of the `n` rows the same gradient times $1/n$.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_hprebn", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dhprebn = dbndiff.clone()
+dhprebn += (1.0 / n) * torch.ones_like(hprebn) * dbnmeani
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_hprebn", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("hprebn")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_hprebn")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "embcat_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dembcat`, `dW1`, `db1`: the first linear layer
+# `hprebn = embcat @ W1 + b1`, with shapes `(n, 30) @ (30, 64) + (64,)`: the same pattern as the second layer. Let
+# the shapes guide you.
+#
+# `db1` will come out as (nearly) zero. Batchnorm subtracts the batch mean right after this layer, which removes any
+# constant added here, so `b1` cannot change the loss. It is still a good test of your sum.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_embcat", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dembcat = dhprebn @ W1.T
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_embcat", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("embcat")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_embcat")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_W1", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dW1 = embcat.T @ dhprebn
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_W1", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("W1")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_W1")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_b1", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+db1 = dhprebn.sum(0)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_b1", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("b1")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_b1")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "emb_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `demb`
+# `embcat = emb.view(emb.shape[0], -1)` only reinterprets the same numbers with another shape. The gradient is
+# `dembcat`, viewed back in the shape of `emb`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_emb", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+demb = dembcat.view(emb.shape)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_emb", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("emb")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_emb")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "C_md", "locked": true, "schema_version": 3, "solution": false}
+# ### `dC`
+# `emb = C[Xb]` copies row `Xb[i, j]` of the table `C` into position `(i, j)` of `emb`. Backwards, each of the
+# `n × 3` gradient rows of `demb` goes back to the row of `C` it was copied from, and a row of `C` that was copied
+# several times (the character `.` often is) **adds up** all of its gradients. A loop works; so does `index_add_`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex1_C", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dC = torch.zeros_like(C)
+for i in range(Xb.shape[0]):
+    for j in range(Xb.shape[1]):
+        dC[Xb[i, j]] += demb[i, j]
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex1_C", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("C")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_C")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "progress_md", "locked": true, "schema_version": 3, "solution": false}
+# ### Where you stand
+# Run this cell at any time. It never stops the notebook.
+
+# %% nbgrader={"grade": false, "grade_id": "progress", "locked": true, "schema_version": 3, "solution": false}
+progress()
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ex2_md", "locked": true, "schema_version": 3, "solution": false}
+# # Exercise 2: cross-entropy in one go
+#
+# Ten lines of Exercise 1 (from `logits` to `loss`) are, together, just `F.cross_entropy(logits, Yb)`. Their combined
+# gradient is remarkably simple. Derive it on paper for a single row: write the loss as
+# $-\log \frac{e^{l_y}}{\sum_j e^{l_j}}$, differentiate with respect to one logit $l_i$, and treat $i = y$ and
+# $i \ne y$ separately. Then remember that the batch loss is the *mean* of the rows.
+#
+# Write `dlogits` in one or two lines, from `logits` and `Yb` alone. (`F.softmax` is allowed; `F.cross_entropy` is
+# not what we are asking for.)
+
+# %% nbgrader={"grade": false, "grade_id": "ex2_fast_loss", "locked": true, "schema_version": 3, "solution": false}
+loss_fast = F.cross_entropy(logits, Yb)
+print(loss_fast.item(), "difference from the exploded loss:", (loss_fast - loss).item())
+
+# %% nbgrader={"grade": false, "grade_id": "ex2_logits", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dlogits = F.softmax(logits, 1)
+dlogits[range(n), Yb] -= 1
+dlogits /= n
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex2_logits", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+check("logits")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex2_logits")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ex2_intuition", "locked": true, "schema_version": 3, "solution": false}
+# Look at what the gradient *is*: in each row, the predicted probabilities, minus 1 at the correct character. Gradient
+# descent pulls the correct logit up and pushes every other logit down, each in proportion to how much probability it
+# took, and the pushes and pulls in a row add up to exactly zero.
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ex3_md", "locked": true, "schema_version": 3, "solution": false}
+# # Exercise 3: batchnorm in one go
+#
+# The batchnorm layer, from `hprebn` to `hpreact`, is
+#
+# $$\mu = \frac{1}{n}\sum_i x_i,\qquad \sigma^2 = \frac{1}{n-1}\sum_i (x_i-\mu)^2,\qquad
+#   \hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}},\qquad y_i = \gamma \hat{x}_i + \beta,$$
+#
+# for each of the 64 hidden units separately. Given `dhpreact`, write `dhprebn` in one expression.
+#
+# How to get there: for one hidden unit, $x_i$ influences the loss along three paths: directly through
+# $\hat{x}_i$, through $\mu$ (which every $\hat{x}_j$ uses), and through $\sigma^2$ (which every $\hat{x}_j$ uses
+# too). Write $\frac{\partial L}{\partial x_i}$ as the sum of those three paths, using $\frac{\partial L}{\partial
+# \hat{x}_j} = \gamma\,\frac{\partial L}{\partial y_j}$. The $\mu$ path turns out to vanish from the variance term
+# (the deviations from the mean sum to zero), and what is left simplifies to a scale $\gamma/\sqrt{\sigma^2+\epsilon}$
+# times a combination of `dhpreact`, its sum over the batch, and `bnraw` times the batch sum of `dhpreact * bnraw`.
+# Watch the $n$ versus $n-1$.
+#
+# You may use `bngain`, `bnvar_inv`, `bnraw`, `dhpreact` and `n`. Not `F.batch_norm`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex3_fast_forward", "locked": true, "schema_version": 3, "solution": false}
+hpreact_fast = bngain * (hprebn - hprebn.mean(0, keepdim=True)) / torch.sqrt(
+    hprebn.var(0, keepdim=True, unbiased=True) + 1e-5) + bnbias
+print("max difference from the exploded forward pass:", (hpreact_fast - hpreact).abs().max().item())
+
+# %% nbgrader={"grade": false, "grade_id": "ex3_hprebn", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex3_hprebn", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+check("hprebn")
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex3_hprebn")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ex4_md", "locked": true, "schema_version": 3, "solution": false}
+# # Exercise 4: train with your own backward pass
+#
+# Time to put it together. Below is the forward pass of a fresh, wider network (`n_hidden = 200`), written
+# compactly, returning the loss and a `cache` of the intermediates you will need. Write `manual_backward(parameters,
+# cache)`: it returns the gradients of the loss, as a list in the order of `parameters`:
+# `[dC, dW1, db1, dW2, db2, dbngain, dbnbias]`.
+#
+# Use Exercise 2 for `dlogits` and Exercise 3 for `dhprebn`; the rest is Exercise 1. Take the batch size from the
+# cache (`cache["Xb"].shape[0]`), because this function will also be called on other batches. The cell after it
+# compares your function with autograd on one batch before the training loop uses it.
+
+# %% nbgrader={"grade": false, "grade_id": "ex4_forward", "locked": true, "schema_version": 3, "solution": false}
+def forward(parameters, Xb, Yb):
+    """The same network, compactly. Returns the loss and the intermediates a backward pass needs."""
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    emb = C[Xb]
+    embcat = emb.view(emb.shape[0], -1)
+    hprebn = embcat @ W1 + b1
+    bnmean = hprebn.mean(0, keepdim=True)
+    bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+    bnvar_inv = (bnvar + 1e-5) ** -0.5
+    bnraw = (hprebn - bnmean) * bnvar_inv
+    hpreact = bngain * bnraw + bnbias
+    h = torch.tanh(hpreact)
+    logits = h @ W2 + b2
+    loss = F.cross_entropy(logits, Yb)
+    cache = dict(Xb=Xb, Yb=Yb, emb=emb, embcat=embcat, hprebn=hprebn, bnmean=bnmean, bnvar=bnvar,
+                 bnvar_inv=bnvar_inv, bnraw=bnraw, hpreact=hpreact, h=h, logits=logits)
+    return loss, cache
+
+
+def init_parameters(n_hidden, seed=2147483647):
+    g = torch.Generator().manual_seed(seed)
+    fan_in = n_embd * block_size
+    return [
+        torch.randn((vocab_size, n_embd), generator=g),
+        torch.randn((fan_in, n_hidden), generator=g) * (5 / 3) / fan_in**0.5,
+        torch.randn(n_hidden, generator=g) * 0.1,
+        torch.randn((n_hidden, vocab_size), generator=g) * 0.1,
+        torch.randn(vocab_size, generator=g) * 0.1,
+        torch.randn((1, n_hidden), generator=g) * 0.1 + 1.0,
+        torch.randn((1, n_hidden), generator=g) * 0.1,
+    ]
+
+# %% nbgrader={"grade": false, "grade_id": "ex4_backward", "locked": false, "schema_version": 3, "solution": true}
+def manual_backward(parameters, cache):
+    """Return [dC, dW1, db1, dW2, db2, dbngain, dbnbias] for the loss of forward(parameters, Xb, Yb)."""
+    ### BEGIN SOLUTION
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    Xb, Yb, h, bnraw = cache["Xb"], cache["Yb"], cache["h"], cache["bnraw"]
+    n = Xb.shape[0]
+    dlogits = F.softmax(cache["logits"], 1)
+    dlogits[range(n), Yb] -= 1
+    dlogits /= n
+    dW2, db2 = h.T @ dlogits, dlogits.sum(0)
+    dhpreact = (1.0 - h**2) * (dlogits @ W2.T)
+    dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+    dbnbias = dhpreact.sum(0, keepdim=True)
+    dhprebn = bngain * cache["bnvar_inv"] / n * (
+        n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    dW1, db1 = cache["embcat"].T @ dhprebn, dhprebn.sum(0)
+    demb = (dhprebn @ W1.T).view(cache["emb"].shape)
+    dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
+    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test_ex4_backward", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Compare manual_backward with autograd on one batch of the wide network, before training with it.
+def check_backward():
+    params = init_parameters(200, seed=42)
+    for p in params:
+        p.requires_grad = True
+    gen = torch.Generator().manual_seed(7)
+    ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=gen)
+    loss, cache = forward(params, Xtr[ix], Ytr[ix])
+    loss.backward()
+    with torch.no_grad():
+        mine = manual_backward(params, {k: v.detach() for k, v in cache.items()})
+    names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
+    problems = []
+    for name, p, grad in zip(names, params, mine):
+        if not isinstance(grad, torch.Tensor) or grad.shape != p.shape:
+            problems.append(f"d{name}: expected a tensor of shape {tuple(p.shape)}")
+            continue
+        maxdiff = (grad - p.grad).abs().max().item()
+        close = torch.allclose(grad, p.grad, rtol=1e-4, atol=1e-6 * p.grad.abs().max().item() + 5e-8)
+        print(f"d{name:14s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}")
+        if not close:
+            problems.append(f"d{name} differs from autograd")
+    if problems and not GRADING:
+        raise AssertionError("; ".join(problems))
+
+
+check_backward()
+### BEGIN HIDDEN TESTS
+from backprop_ninja.hidden import grade_unit; assert grade_unit("ex4_backward")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "train_md", "locked": true, "schema_version": 3, "solution": false}
+# ## Training
+#
+# 200,000 steps of minibatch gradient descent with *your* gradients: learning rate 0.1, then 0.01 for the second half.
+# On a laptop CPU this takes a few minutes. To try a short run first, set the environment variable
+# `BACKPROP_NINJA_STEPS` (for example to 2000) before starting Jupyter; the grader runs a short schedule too.
+
+# %% nbgrader={"grade": false, "grade_id": "train", "locked": true, "schema_version": 3, "solution": false}
+max_steps = int(os.environ.get("BACKPROP_NINJA_STEPS") or (1000 if GRADING else 200_000))
+decay_step = max_steps // 2  # 100,000 on the full schedule
+torch.set_num_threads(1)  # tiny matrices: more threads only add overhead
+
+parameters = init_parameters(n_hidden=200)
+gen = torch.Generator().manual_seed(2147483647)
+lossi = []
+with torch.no_grad():  # no autograd anywhere: the gradients are yours
+    for step in tqdm(range(max_steps), mininterval=2):
+        ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=gen)
+        loss, cache = forward(parameters, Xtr[ix], Ytr[ix])
+        grads = manual_backward(parameters, cache)
+        lr = 0.1 if step < decay_step else 0.01
+        for p, grad in zip(parameters, grads):
+            p -= lr * grad
+        lossi.append(loss.log10().item())
+
+plt.plot(torch.tensor(lossi).view(-1, max(1, max_steps // 200)).mean(1))
+plt.xlabel(f"step (x {max(1, max_steps // 200)})")
+plt.ylabel("log10 loss, averaged")
+plt.title("training loss")
+plt.show()
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "eval_md", "locked": true, "schema_version": 3, "solution": false}
+# ## Calibrate batchnorm, evaluate, sample
+#
+# At training time batchnorm uses the statistics of each minibatch. To use the network on one example at a time we
+# replace them by the mean and variance over the whole training set, computed once.
+
+# %% nbgrader={"grade": false, "grade_id": "eval", "locked": true, "schema_version": 3, "solution": false}
+C, W1, b1, W2, b2, bngain, bnbias = parameters
+with torch.no_grad():
+    hpre_all = C[Xtr].view(Xtr.shape[0], -1) @ W1 + b1
+    bnmean_all = hpre_all.mean(0, keepdim=True)
+    bnvar_all = hpre_all.var(0, keepdim=True, unbiased=True)
+
+
+@torch.no_grad()
+def split_loss(X, Y):
+    hpre = C[X].view(X.shape[0], -1) @ W1 + b1
+    h = torch.tanh(bngain * (hpre - bnmean_all) * (bnvar_all + 1e-5) ** -0.5 + bnbias)
+    return F.cross_entropy(h @ W2 + b2, Y).item()
+
+
+print(f"train loss {split_loss(Xtr, Ytr):.4f}")
+print(f"val loss   {split_loss(Xdev, Ydev):.4f}")
+
+gen = torch.Generator().manual_seed(2147483647 + 10)
+for _ in range(20):
+    out, context = [], [0] * block_size
+    while True:
+        with torch.no_grad():
+            hpre = C[torch.tensor([context])].view(1, -1) @ W1 + b1
+            h = torch.tanh(bngain * (hpre - bnmean_all) * (bnvar_all + 1e-5) ** -0.5 + bnbias)
+            probs = F.softmax(h @ W2 + b2, dim=1)
+        ix = torch.multinomial(probs, num_samples=1, generator=gen).item()
+        context = context[1:] + [ix]
+        if ix == 0:
+            break
+        out.append(itos[ix])
+    print("".join(out))
