@@ -84,3 +84,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     build(args.root.resolve(), solutions=not args.no_solutions)
     return 0
+
+
+def solution_cells(root: Path = REPO) -> dict[str, str]:
+    """grade_id -> the full answer cell of the solution source, with the nbgrader markers removed."""
+    nb = jupytext.read(text_source(root), fmt="py:percent")
+    cells = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            lines = [line for line in cell.source.splitlines() if line.strip() not in
+                     ("### BEGIN SOLUTION", "### END SOLUTION")]
+            cells[meta["grade_id"]] = "\n".join(lines)
+    return cells

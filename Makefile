@@ -1,0 +1,35 @@
+# Two commands for users:
+#   make demo   build the assignment and autograde the shipped example submissions
+#   make test   run the kit's test suite
+# Both create .venv (once), install the pinned requirements and set up data/names.txt
+# (from $BACKPROP_NINJA_NAMES if set, else downloaded; see data/README.md).
+# The other targets below are plumbing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+# The venv's tools come first on PATH: nbgrader runs `alembic` by name.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := demo
+.PHONY: demo test data
+
+demo: data
+	$(BIN)/backprop-ninja assign
+	$(BIN)/backprop-ninja demo
+
+test: data
+	$(BIN)/python -m pytest -q tests
+
+# Always run: it checks the sha256 and returns at once when data/names.txt is already right.
+data: $(INSTALLED)
+	$(BIN)/backprop-ninja setup-data
+
+# A stamp file, so a second `make` skips the install; it is redone when the pins or the package change.
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install -e . --no-deps
+	touch $@

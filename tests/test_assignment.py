@@ -1,0 +1,139 @@
+"""The assignment itself: one text source, and the notebooks nbgrader makes from it.
+
+Builds a fresh copy of the course in a temporary folder once (source -> release -> solutions, about 40 s) and
+compares it with what is committed.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+
+import jupytext
+import nbformat
+import pytest
+import torch
+
+from backprop_ninja import assign, model, units
+
+ROOT = assign.REPO
+
+
+def _cells(path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def _grade_id(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+@pytest.fixture(scope="module")
+def fresh_build(tmp_path_factory, names_file):
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(ROOT / "source", root / "source", ignore=shutil.ignore_patterns("*.ipynb", "names.txt"))
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    assign.build(root, names_path=str(names_file))
+    return root
+
+
+def test_committed_source_and_release_match_a_fresh_build(fresh_build):
+    # nothing is ignored here: the build is deterministic down to nbgrader's cell checksums
+    for folder in ("source", "release"):
+        committed = assign.notebook_path(ROOT, folder).read_text()
+        fresh = assign.notebook_path(fresh_build, folder).read_text()
+        assert committed == fresh, f"{folder}/ is out of date: run `backprop-ninja assign` and commit the result"
+
+
+def test_committed_solutions_match_a_fresh_build(fresh_build):
+    # Ignored as volatile: outputs (timings and tqdm's rate), execution counts and execution metadata.
+    def essentials(path):
+        return [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in _cells(path)]
+
+    assert essentials(assign.notebook_path(ROOT, "solutions")) == essentials(
+        assign.notebook_path(fresh_build, "solutions")), "solutions/ is out of date: run `backprop-ninja assign`"
+
+
+def test_solutions_were_executed_without_errors():
+    cells = _cells(assign.notebook_path(ROOT, "solutions"))
+    errors = [(_grade_id(c), o.get("ename")) for c in cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    assert any(o.get("text", "").startswith("train loss") for c in cells if c.cell_type == "code" for o in c.outputs)
+
+
+def _solution_lines():
+    """Every line of solution code that is specific to an answer: long enough, and not also in a given cell."""
+    nb = jupytext.read(assign.text_source(ROOT), fmt="py:percent")
+    given = {line.strip() for c in nb.cells if not c.metadata.get("nbgrader", {}).get("solution")
+             for line in c.source.splitlines()}
+    lines = set()
+    for code in assign.solution_cells(ROOT).values():
+        for line in code.splitlines():
+            line = line.strip()
+            if len(line) >= 12 and line not in given and not line.startswith(("def ", '"""', "#")):
+                lines.add(line)
+    return lines
+
+
+@pytest.mark.parametrize("folder", ["release"])
+def test_release_holds_no_solution_and_no_hidden_test(folder):
+    text = "\n".join(c.source for c in _cells(assign.notebook_path(ROOT, folder)))
+    solution_lines = _solution_lines()
+    assert len(solution_lines) > 40  # the check below means something only if there is much to look for
+    leaked = [line for line in solution_lines if line in text]
+    assert leaked == []
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "grade_unit", "backprop_ninja.hidden"):
+        assert marker not in text
+    files = sorted(p.name for p in (ROOT / folder / assign.ASSIGNMENT).iterdir())
+    assert files == [f"{assign.ASSIGNMENT}.ipynb"]  # the text source (with solutions) is never copied
+
+
+def test_solutions_hold_no_hidden_test():
+    text = assign.notebook_path(ROOT, "solutions").read_text()
+    for marker in ("HIDDEN TESTS", "grade_unit", "backprop_ninja.hidden"):
+        assert marker not in text
+
+
+def test_every_unit_appears_exactly_once_in_release():
+    ids = [_grade_id(c) for c in _cells(assign.notebook_path(ROOT, "release"))]
+    for unit in units.UNITS:
+        assert ids.count(unit.grade_id) == 1, unit.grade_id
+        assert ids.count(unit.test_id) == 1, unit.test_id
+    assert len(ids) == len(set(ids))
+
+
+def test_source_follows_the_unit_table():
+    """The notebook's answer and test cells are exactly the table's units, in order, with the table's points."""
+    nb = jupytext.read(assign.text_source(ROOT), fmt="py:percent")
+    answers, tests = [], []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            answers.append(meta["grade_id"])
+        if meta.get("grade"):
+            tests.append((meta["grade_id"], meta["points"]))
+            hidden = re.search(r"### BEGIN HIDDEN TESTS\n(.*)\n### END HIDDEN TESTS", cell.source, re.S)
+            assert hidden and f'grade_unit("{meta["grade_id"][len("test_"):]}")' in hidden.group(1)
+    assert answers == [u.grade_id for u in units.UNITS]
+    assert tests == [(u.test_id, u.points) for u in units.UNITS]
+    helpers = next(c.source for c in nb.cells if _grade_id(c) == "helpers")
+    listed = re.search(r"EX1_VARIABLES = \[(.*?)\]", helpers, re.S).group(1)
+    assert re.findall(r'"(\w+)"', listed) == [u.var for u in units.EXERCISE_1]
+
+
+def test_notebook_forward_pass_is_the_graders(names_file):
+    """The notebook's set-up cells build exactly the batch and loss the grader replays as 'the notebook's own'."""
+    nb = jupytext.read(assign.text_source(ROOT), fmt="py:percent")
+    namespace = {}
+    for cell in nb.cells:
+        if _grade_id(cell) in ("imports", "data", "vocab", "model", "forward"):
+            code = cell.source.replace('fetch_names()', f'fetch_names({str(names_file)!r})')
+            exec(compile(code, _grade_id(cell), "exec"), namespace)
+    X, Y = model.build_dataset(model.split_words(names_file.read_text().splitlines())[0])
+    replay = model.make_replay(X, Y, model.NOTEBOOK_SEED, model.BATCH_SIZE)
+    assert torch.equal(namespace["Xb"], replay.values["Xb"])
+    for name in model.INTERMEDIATES + ("loss",):
+        assert torch.equal(namespace[name].detach(), replay.values[name]), name
+    for name in units.BY_ID:
+        var = units.BY_ID[name].var
+        if var and units.BY_ID[name].exercise == 1:
+            assert torch.allclose(namespace[var].grad.double(), replay.grads[var], rtol=1e-4, atol=1e-7), var
