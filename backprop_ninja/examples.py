@@ -57,7 +57,9 @@ def filled(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.
     return nb
 
 
-def build(root: Path = REPO) -> dict[str, Path]:
+def build(root: Path = REPO, out: Path | None = None) -> dict[str, Path]:
+    """Write out/examples/submitted/<student>/... (out defaults to root) from root's release and solutions."""
+    out = root if out is None else out
     release = nbformat.read(notebook_path(root, "release"), as_version=4)
     solutions = solution_cells(root)
     submissions = {
@@ -67,7 +69,7 @@ def build(root: Path = REPO) -> dict[str, Path]:
     }
     written = {}
     for student, nb in submissions.items():
-        path = root / "examples" / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        path = out / "examples" / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(nbformat.writes(nb) + "\n")
         written[student] = path

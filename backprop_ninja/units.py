@@ -23,7 +23,7 @@ Share = Callable[[object], torch.Tensor]  # v (float64 values and reference grad
 class Unit:
     var: str                      # the variable whose gradient is asked for ("" for Exercise 4)
     exercise: int
-    forward: str                  # the forward line that made `var`
+    forward: str                  # the forward line that made `var` ("parameter" for parameters)
     shares: dict[str, Share]      # consumer -> this variable's share of the gradient
     points: int = 1
     forbidden: tuple[str, ...] = ()  # functions that would answer this exercise for the student
@@ -57,13 +57,13 @@ def _unit(var, forward, points=1, exercise=1, forbidden=(), tags=(), **shares) -
 
 # Exercise 1, in the order the student meets them: from the loss back to the embedding table.
 EXERCISE_1 = (
-    _unit("logprobs", "loss = -logprobs[range(n), Yb].mean()",
+    _unit("logprobs", "logprobs = probs.log()",
           loss=lambda v: -_one_hot(v.Yb, v.logprobs) / v.n),
-    _unit("probs", "logprobs = probs.log()",
+    _unit("probs", "probs = counts * counts_sum_inv",
           logprobs=lambda v: v.dlogprobs / v.probs),
-    _unit("counts_sum_inv", "probs = counts * counts_sum_inv",
+    _unit("counts_sum_inv", "counts_sum_inv = counts_sum**-1",
           probs=lambda v: (v.counts * v.dprobs).sum(1, keepdim=True)),
-    _unit("counts_sum", "counts_sum_inv = counts_sum**-1",
+    _unit("counts_sum", "counts_sum = counts.sum(1, keepdim=True)",
           counts_sum_inv=lambda v: -v.counts_sum**-2 * v.dcounts_sum_inv),
     _unit("counts", "counts = norm_logits.exp()",
           probs=lambda v: v.counts_sum_inv * v.dprobs,
@@ -77,15 +77,15 @@ EXERCISE_1 = (
           logit_maxes=lambda v: _one_hot(v.logits.argmax(1), v.logits) * v.dlogit_maxes),
     _unit("h", "h = torch.tanh(hpreact)",
           logits=lambda v: v.dlogits @ v.W2.T),
-    _unit("W2", "logits = h @ W2 + b2",
+    _unit("W2", "parameter",
           logits=lambda v: v.h.T @ v.dlogits),
-    _unit("b2", "logits = h @ W2 + b2",
+    _unit("b2", "parameter",
           logits=lambda v: v.dlogits.sum(0)),
     _unit("hpreact", "hpreact = bngain * bnraw + bnbias",
           h=lambda v: (1.0 - v.h**2) * v.dh),
-    _unit("bngain", "hpreact = bngain * bnraw + bnbias",
+    _unit("bngain", "parameter",
           hpreact=lambda v: (v.bnraw * v.dhpreact).sum(0, keepdim=True)),
-    _unit("bnbias", "hpreact = bngain * bnraw + bnbias",
+    _unit("bnbias", "parameter",
           hpreact=lambda v: v.dhpreact.sum(0, keepdim=True)),
     _unit("bnraw", "bnraw = bndiff * bnvar_inv",
           hpreact=lambda v: v.bngain * v.dhpreact),
@@ -93,25 +93,25 @@ EXERCISE_1 = (
           bnraw=lambda v: (v.bndiff * v.dbnraw).sum(0, keepdim=True)),
     _unit("bnvar", "bnvar = 1/(n-1)*(bndiff2).sum(0, keepdim=True)",
           bnvar_inv=lambda v: -0.5 * (v.bnvar + 1e-5) ** -1.5 * v.dbnvar_inv),
-    _unit("bndiff2", "bnvar = 1/(n-1)*(bndiff2).sum(0, keepdim=True)", tags=("bessel",),
+    _unit("bndiff2", "bndiff2 = bndiff**2", tags=("bessel",),
           bnvar=lambda v: torch.ones_like(v.bndiff2) / (v.n - 1) * v.dbnvar),
-    _unit("bndiff", "bndiff2 = bndiff**2",
+    _unit("bndiff", "bndiff = hprebn - bnmeani",
           bnraw=lambda v: v.bnvar_inv * v.dbnraw,
           bndiff2=lambda v: 2 * v.bndiff * v.dbndiff2),
-    _unit("bnmeani", "bndiff = hprebn - bnmeani",
+    _unit("bnmeani", "bnmeani = 1/n*hprebn.sum(0, keepdim=True)",
           bndiff=lambda v: -v.dbndiff.sum(0, keepdim=True)),
     _unit("hprebn", "hprebn = embcat @ W1 + b1",
           bndiff=lambda v: v.dbndiff.clone(),
           bnmeani=lambda v: torch.ones_like(v.hprebn) / v.n * v.dbnmeani),
     _unit("embcat", "embcat = emb.view(emb.shape[0], -1)",
           hprebn=lambda v: v.dhprebn @ v.W1.T),
-    _unit("W1", "hprebn = embcat @ W1 + b1",
+    _unit("W1", "parameter",
           hprebn=lambda v: v.embcat.T @ v.dhprebn),
-    _unit("b1", "hprebn = embcat @ W1 + b1",
+    _unit("b1", "parameter",
           hprebn=lambda v: v.dhprebn.sum(0)),
     _unit("emb", "emb = C[Xb]",
           embcat=lambda v: v.dembcat.view(v.emb.shape)),
-    _unit("C", "emb = C[Xb]",
+    _unit("C", "parameter",
           emb=lambda v: torch.zeros_like(v.C).index_add_(0, v.Xb.reshape(-1), v.demb.reshape(-1, v.C.shape[1]))),
 )
 
@@ -123,10 +123,10 @@ def _batchnorm_backward(v) -> torch.Tensor:
         n * v.dhpreact - v.dhpreact.sum(0) - n / (n - 1) * v.bnraw * (v.dhpreact * v.bnraw).sum(0))
 
 
-EXERCISE_2 = _unit("logits", "loss = F.cross_entropy(logits, Yb)", points=2, exercise=2, tags=("argmax",),
+EXERCISE_2 = _unit("logits", "logits = h @ W2 + b2", points=2, exercise=2, tags=("argmax",),
                    forbidden=("cross_entropy", "nll_loss", "log_softmax"),
                    loss=lambda v: (F.softmax(v.logits, 1) - _one_hot(v.Yb, v.logits)) / v.n)
-EXERCISE_3 = _unit("hprebn", "hpreact = bngain * (hprebn - mean) / sqrt(var + 1e-5) + bnbias",
+EXERCISE_3 = _unit("hprebn", "hprebn = embcat @ W1 + b1",
                    points=2, exercise=3, tags=("bessel",),
                    forbidden=("batch_norm", "BatchNorm1d", "layer_norm", "instance_norm"),
                    hpreact=_batchnorm_backward)

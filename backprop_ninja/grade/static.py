@@ -108,7 +108,7 @@ def _forbidden_import(node: ast.Import | ast.ImportFrom, unit: units.Unit) -> tu
 
 
 def _library_hint(unit: units.Unit) -> str:
-    return f"this exercise asks for what that function computes; write it out from `{unit.forward}`"
+    return f"this exercise asks you to derive {unit.answer} yourself, not to call a function that does that layer's work"
 
 
 def _is_getattr(func: ast.expr) -> bool:

@@ -1,0 +1,70 @@
+"""One self-contained HTML feedback page per submission.
+
+Each unit gets a row: status, points and the diagnostic message. A wrong unit also gets a small map of *where* its
+gradient is off (an inline SVG, one square per position, dark where the answer differs). It shows positions only:
+no value of the student's answer or of the reference ever reaches the page.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from backprop_ninja import units
+from backprop_ninja.grade.verdict import SubmissionResult, Verdict
+
+CELL_PX = 6  # size of one position in the map
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; }
+td, th { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+.ok { color: #17702f; } .bad { color: #b3261e; }
+svg { border: 1px solid #999; margin-top: 4px; }
+.legend { color: #555; font-size: 90%; }
+"""
+
+
+def mismatch_svg(mismatch: list[list[bool]]) -> str:
+    """A map of a 2-D boolean matrix: dark squares where the answer is off."""
+    rows, cols = len(mismatch), len(mismatch[0]) if mismatch else 0
+    squares = "".join(
+        f'<rect x="{c * CELL_PX}" y="{r * CELL_PX}" width="{CELL_PX}" height="{CELL_PX}"/>'
+        for r, row in enumerate(mismatch) for c, off in enumerate(row) if off)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{cols * CELL_PX}" height="{rows * CELL_PX}" '
+            f'role="img" aria-label="positions that differ"><rect width="100%" height="100%" fill="#f4f4f4"/>'
+            f'<g fill="#b3261e">{squares}</g></svg>')
+
+
+def _row(verdict: Verdict) -> str:
+    unit = units.BY_ID.get(verdict.unit)
+    label = f"<code>{html.escape(unit.answer)}</code>" if unit else html.escape(verdict.unit)
+    css = "ok" if verdict.passed else "bad"
+    detail = html.escape(verdict.message)
+    if not verdict.passed and verdict.mismatch and any(any(row) for row in verdict.mismatch):
+        detail += ("<br>" + mismatch_svg(verdict.mismatch)
+                   + '<div class="legend">red: positions where your gradient is off (rows × columns)</div>')
+    return (f"<tr><td>{html.escape(verdict.unit)}</td><td>{label}</td><td class='{css}'>{verdict.status}</td>"
+            f"<td>{verdict.points:g}/{verdict.max_points:g}</td><td>{detail}</td></tr>")
+
+
+def to_html(result: SubmissionResult, title: str = "Backprop Ninja feedback") -> str:
+    head = (f"<p class='bad'>This submission could not be graded: {html.escape(result.error)}</p>"
+            if result.error else "")
+    rows = "\n".join(_row(v) for v in result.verdicts)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>Score: <b>{result.score:g} / {result.max_score:g}</b></p>{head}
+<p class="legend">Each gradient was re-run on four sets of inputs (fresh seeds, batch sizes 17, 32 and 50) with the
+correct upstream gradients, so a mistake in one unit does not count against the next.</p>
+<table><tr><th>unit</th><th>answer</th><th>status</th><th>points</th><th>what the grader saw</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def write_feedback(result: SubmissionResult, out_dir: str | Path) -> Path:
+    path = Path(out_dir) / "feedback.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_html(result), encoding="utf-8")
+    return path

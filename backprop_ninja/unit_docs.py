@@ -1,0 +1,35 @@
+"""docs/units.md, written from the unit table: `python -m backprop_ninja.unit_docs` (a test checks it is current)."""
+from __future__ import annotations
+
+from backprop_ninja import units
+from backprop_ninja.assign import REPO
+
+DOC = REPO / "docs" / "units.md"
+
+
+def render() -> str:
+    lines = [
+        "# The graded units",
+        "",
+        "Generated from `backprop_ninja/units.py` by `python -m backprop_ninja.unit_docs`; do not edit by hand.",
+        "",
+        f"{len(units.UNITS)} units, {units.TOTAL_POINTS} points. *Used by* lists the later lines that read the "
+        "variable: its gradient is the sum of one share per use, and the grader recognises an answer that is "
+        "missing one of them.",
+        "",
+        "| unit | answer | made by | used by (its gradient flows back from) | points | also forbidden |",
+        "|---|---|---|---|---|---|",
+    ]
+    for u in units.UNITS:
+        used_by = ", ".join(f"`{c}`" for c in u.consumers) or "-"
+        forbidden = ", ".join(f"`{f}`" for f in u.forbidden) or "-"
+        lines.append(f"| `{u.grade_id}` | `{u.answer}` | `{u.forward}` | {used_by} | {u.points} | {forbidden} |")
+    lines += ["", "Every answer cell is also scanned for autograd: "
+              + ", ".join(f"`.{a}`" for a in units.AUTOGRAD_ATTRIBUTES) + ", "
+              + ", ".join(f"`{m}`" for m in units.AUTOGRAD_MODULES) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render())
+    print("wrote", DOC.relative_to(REPO))
