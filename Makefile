@@ -12,6 +12,8 @@ INSTALLED := $(VENV)/.installed
 
 # The venv's tools come first on PATH: nbgrader runs `alembic` by name.
 export PATH := $(abspath $(BIN)):$(PATH)
+# A config file that fails to load must stop nbgrader, not let it run without our hardening.
+export TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR := 1
 
 .DEFAULT_GOAL := demo
 .PHONY: demo test data

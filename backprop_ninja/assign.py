@@ -1,6 +1,8 @@
 """`backprop-ninja assign`: from the text source to the three notebooks, in order.
 
-1. source/backprop_ninja/backprop_ninja.py (jupytext percent format, nbgrader metadata in the cell headers)
+1. source/backprop_ninja.py (jupytext percent format, nbgrader metadata in the cell headers; it sits beside the
+   assignment folder, not in it, so nbgrader never copies it and it cannot shadow the `backprop_ninja` package
+   in a kernel that runs in that folder)
    -> source/backprop_ninja/backprop_ninja.ipynb, with cell ids taken from the grade_ids so that the output is the
    same on every run;
 2. `nbgrader generate_assignment` -> release/backprop_ninja/backprop_ninja.ipynb (solutions blanked, hidden tests
@@ -24,7 +26,7 @@ SHORT_STEPS = "1000"  # the training schedule the generated solutions show; stud
 
 
 def text_source(root: Path) -> Path:
-    return root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.py"
+    return root / "source" / f"{ASSIGNMENT}.py"
 
 
 def notebook_path(root: Path, folder: str) -> Path:
@@ -52,6 +54,8 @@ def nbgrader_env(names_path: str | None = None) -> dict[str, str]:
     """nbgrader shells out to `alembic`, so the interpreter's bin folder must be on PATH."""
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    # a config file that fails to load must stop nbgrader, not let it run without the hardening
+    env["TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR"] = "1"
     if names_path:
         env["BACKPROP_NINJA_NAMES"] = str(names_path)
     return env

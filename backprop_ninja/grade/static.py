@@ -7,6 +7,7 @@ catches what a scan cannot (e.g. names built at run time); this scan gives the c
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from backprop_ninja import units
@@ -39,10 +40,21 @@ def scan(source: str, unit: units.Unit) -> Finding | None:
     return None
 
 
+# `%time x = ...` times the statement *and runs it*, so the statement must survive; `-n 10` style options go.
+_STATEMENT_MAGIC = re.compile(r"^(\s*)%(?:time|timeit|prun)(?:\s+-\w+(?:\s+\d+)?)*\s+(.*)$")
+
+
 def strip_magics(source: str) -> str:
-    """Blank out IPython magics and shell escapes (`%time`, `!ls`): valid in a notebook, not in Python.
-    Lines are blanked, not removed, so line numbers in messages still match the cell."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    """Make a cell plain Python: `%time stmt` becomes `stmt`, other magics and shell escapes (`%matplotlib`,
+    `!ls`) become blank lines. Lines are blanked, not removed, so line numbers in messages still match the cell."""
+    lines = []
+    for line in source.splitlines():
+        timed = _STATEMENT_MAGIC.match(line)
+        if timed:
+            lines.append(timed.group(1) + timed.group(2))
+        else:
+            lines.append("" if line.lstrip().startswith(("%", "!")) else line)
+    return "\n".join(lines)
 
 
 def _import_aliases(tree: ast.AST) -> dict[str, str]:

@@ -900,11 +900,12 @@ with torch.no_grad():  # no autograd anywhere: the gradients are yours
             p -= lr * grad
         lossi.append(loss)  # kept as tensors: calling .item() every step would slow the loop down
 
-plt.plot(torch.stack(lossi).log10().view(-1, max(1, max_steps // 200)).mean(1))
-plt.xlabel(f"step (x {max(1, max_steps // 200)})")
-plt.ylabel("log10 loss, averaged")
-plt.title("training loss")
-plt.show()
+if not GRADING:  # the plot is for you; the grader has no screen
+    plt.plot(torch.stack(lossi).log10().view(-1, max(1, max_steps // 200)).mean(1))
+    plt.xlabel(f"step (x {max(1, max_steps // 200)})")
+    plt.ylabel("log10 loss, averaged")
+    plt.title("training loss")
+    plt.show()
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "eval_md", "locked": true, "schema_version": 3, "solution": false}
 # ## Calibrate batchnorm, evaluate, sample
@@ -914,8 +915,9 @@ plt.show()
 
 # %% nbgrader={"grade": false, "grade_id": "eval", "locked": true, "schema_version": 3, "solution": false}
 C, W1, b1, W2, b2, bngain, bnbias = parameters
+Xcal = Xtr[:20_000] if GRADING else Xtr  # while grading, a sample of the training set is enough and faster
 with torch.no_grad():
-    hpre_all = C[Xtr].view(Xtr.shape[0], -1) @ W1 + b1
+    hpre_all = C[Xcal].view(Xcal.shape[0], -1) @ W1 + b1
     bnmean_all = hpre_all.mean(0, keepdim=True)
     bnvar_all = hpre_all.var(0, keepdim=True, unbiased=True)
 
@@ -927,7 +929,7 @@ def split_loss(X, Y):
     return F.cross_entropy(h @ W2 + b2, Y).item()
 
 
-print(f"train loss {split_loss(Xtr, Ytr):.4f}")
+print(f"train loss {split_loss(Xcal, Ytr[:Xcal.shape[0]]):.4f}")
 print(f"val loss   {split_loss(Xdev, Ydev):.4f}")
 
 gen = torch.Generator().manual_seed(2147483647 + 10)

@@ -1,0 +1,63 @@
+"""`backprop-ninja grade NOTEBOOK [--out DIR] [--json]`: grade one notebook.
+
+Prints a table (unit, status, points, message), or with --json Gradescope's results.json on stdout;
+--out DIR also writes DIR/results.json. Exit status 0 when the notebook was graded (right or wrong),
+2 when the file could not be graded at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from backprop_ninja.grade.verdict import SubmissionResult
+
+EXIT_GRADED = 0
+EXIT_NOT_GRADED = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from backprop_ninja.grade import engine
+
+    parser.add_argument("notebook", help="the submitted .ipynb file")
+    parser.add_argument("--out", metavar="DIR", help="also write DIR/results.json (Gradescope's format)")
+    parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
+    parser.add_argument("--unit-timeout", type=float, default=engine.UNIT_TIMEOUT, metavar="SECONDS",
+                        help="time limit of one unit on all replays (default %(default)s)")
+    parser.add_argument("--total-timeout", type=float, default=engine.TOTAL_TIMEOUT, metavar="SECONDS",
+                        help="time limit of the whole submission (default %(default)s)")
+    from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
+
+    add_batch_arguments(parser)
+
+
+def grade_one(path: str | Path, out_dir: str | Path | None = None, **limits) -> SubmissionResult:
+    """Grade one notebook; with out_dir, write out_dir/results.json. `limits` go to grade_notebook."""
+    from backprop_ninja.export.gradescope import write_results
+    from backprop_ninja.grade.engine import grade_notebook
+
+    result = grade_notebook(path, **limits)
+    if out_dir is not None:
+        write_results(result, out_dir)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from backprop_ninja import batch
+
+    if batch.is_batch_input(args.notebook):  # a folder, an nbgrader tree or a zip: the whole class
+        return batch.run_from_args(args)
+    from backprop_ninja.export.gradescope import to_gradescope
+    from backprop_ninja.export.table import format_table
+
+    try:
+        result = grade_one(args.notebook, args.out, unit_timeout=args.unit_timeout, total_timeout=args.total_timeout)
+    except FileNotFoundError as error:  # names.txt is not set up: the grader's problem, not the notebook's
+        print(f"backprop-ninja grade: {error}", file=sys.stderr)
+        return EXIT_NOT_GRADED
+    if args.json:
+        print(json.dumps(to_gradescope(result), indent=2))
+    else:
+        print(format_table(result))
+    return EXIT_NOT_GRADED if result.error else EXIT_GRADED

@@ -1,0 +1,241 @@
+"""The worker's side of the grader: run answer cells on the replays and send back what they define.
+
+Runs only in a sandbox worker (sandbox.py), which never holds a reference gradient other than the
+upstream ones the grader sends for the unit at hand. Each replay has its own namespace, kept across
+units so helpers defined in one answer cell work in the next.
+
+A job is one unit, in one of two modes:
+- "graded": reset the replay's variables, delete every gradient name (d<var>) and every name we
+  injected before, inject the upstream gradients that came with the job, run the cell, and send
+  the answer (float64 bytes) or what went wrong (exception type and message, no traceback);
+- "history": just run the cell, as the notebook would, to rebuild helpers in a fresh worker.
+  Nothing is injected and nothing is sent but "done".
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backprop_ninja import model, units
+from backprop_ninja.grade.sandbox import encode_frame, read_frame_blocking
+
+GRADIENT_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.EX4_RETURNS))
+MAX_ANSWER_ELEMENTS = 1 << 20  # far above any gradient of the network; bigger answers are not sent
+MAX_MESSAGE_CHARS = 500
+EX4_CACHE = ("Xb", "Yb", "emb", "embcat", "hprebn", "bnmean", "bnvar", "bnvar_inv", "bnraw", "hpreact", "h", "logits")
+
+AUTOGRAD_CALLS: list[str] = []  # what the student's code asked of autograd during the current run
+
+
+class AutogradBlocked(RuntimeError):
+    """Raised by every autograd entry point in a worker."""
+
+
+def serve(replays: list[dict[str, torch.Tensor]], sock: socket.socket) -> None:
+    """The worker's loop: one job in, one record out, until the grader hangs up."""
+    torch.set_num_threads(1)
+    block_autograd()
+    me = os.getpid()
+    session = Session(replays)
+    while True:
+        frame = read_frame_blocking(sock)
+        if frame is None:
+            return
+        header, arrays = frame
+        record, answers = session.run(header, arrays)
+        if os.getpid() != me:
+            os._exit(0)  # a process the student forked must never talk to the grader
+        sock.sendall(encode_frame(dict(record, pid=me, seq=header["seq"]), answers))
+
+
+def block_autograd() -> None:
+    """Make every way of asking autograd for a gradient raise, and remember that it was asked."""
+
+    def blocker(name: str):
+        def blocked(*args, **kwargs):
+            AUTOGRAD_CALLS.append(name)
+            raise AutogradBlocked(f"{name} is disabled while grading: derive the gradient by hand")
+        return blocked
+
+    torch.Tensor.backward = blocker("torch.Tensor.backward")
+    import torch._functorch.apis as functorch_apis
+    import torch._functorch.eager_transforms as eager_transforms
+    import torch.autograd.functional as autograd_functional
+    import torch.autograd.graph as autograd_graph
+    import torch.func as func
+
+    targets = {
+        torch.autograd: ("backward", "grad", "_engine_run_backward"),
+        autograd_graph: ("_engine_run_backward",),
+        autograd_functional: ("jacobian", "hessian", "vjp", "jvp", "hvp", "vhp"),
+        func: ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize",
+               "functional_call"),
+        functorch_apis: ("grad", "grad_and_value"),
+        eager_transforms: ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize"),
+    }
+    for module, names in targets.items():
+        public = module.__name__.replace("torch._functorch.apis", "torch.func").replace(
+            "torch._functorch.eager_transforms", "torch.func")
+        for name in names:
+            if hasattr(module, name):
+                setattr(module, name, blocker(f"{public}.{name}".replace("._engine_run_backward", " (engine)")))
+
+    class BlockedEngine:
+        def __getattr__(self, name):
+            return blocker("the autograd engine")
+
+    torch.autograd.variable.Variable._execution_engine = BlockedEngine()
+
+
+class Session:
+    def __init__(self, replays: list[dict[str, torch.Tensor]]):
+        self.replays = replays
+        self.namespaces: list[dict] = [{} for _ in replays]
+        self.injected: list[dict[str, torch.Tensor]] = [{} for _ in replays]
+        self.made: list[dict[str, object]] = [{} for _ in replays]  # gradient names the student's code set
+
+    def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
+        unit = units.BY_ID[header["unit"]]
+        graded = header["mode"] == "graded"
+        upstream = _split_upstream(header.get("upstream", []), arrays)
+        try:
+            code = compile(header["source"], f"<answer cell {unit.grade_id}>", "exec")
+        except (SyntaxError, ValueError) as error:
+            return {"outcomes": [_raised(error)] * len(self.replays) if graded else []}, []
+        outcomes, answers = [], []
+        for r in range(len(self.replays)):
+            outcome, arrays_r = self._run_on_replay(unit, code, r, upstream[r] if graded else {}, graded)
+            if graded:
+                outcomes.append(outcome)
+                answers += arrays_r
+        return {"outcomes": outcomes}, answers
+
+    def _run_on_replay(self, unit: units.Unit, code, r: int, upstream: dict, graded: bool):
+        ns = self.namespaces[r]
+        ns.update(replay_variables(self.replays[r]))
+        if graded:
+            kept = self.made[r].get(unit.answer) if unit.exercise == 1 else None
+            for name in GRADIENT_NAMES | set(self.injected[r]):
+                ns.pop(name, None)
+            if kept is not None:
+                ns[unit.answer] = kept  # the student's own partial d<var> from an earlier cell
+            ns.update(upstream)
+            self.injected[r] = upstream
+        error = _execute(code, ns)
+        self._remember_made(r)
+        if AUTOGRAD_CALLS:
+            return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
+        if error is not None:
+            return _raised(error), []
+        if not graded:
+            return None, []
+        if unit.exercise == 4:
+            return _call_manual_backward(ns, self.replays[r])
+        return _read_answer(ns, unit.answer)
+
+    def _remember_made(self, r: int) -> None:
+        ns, injected = self.namespaces[r], self.injected[r]
+        for name in GRADIENT_NAMES:
+            value = ns.get(name)
+            if value is not None and value is not injected.get(name):
+                self.made[r][name] = value
+
+
+def replay_variables(values: dict[str, torch.Tensor]) -> dict:
+    """What a cell sees: fresh float32 copies of the replay's tensors (so a cell that changes one in
+    place cannot spoil later units), the notebook's constants, torch and F."""
+    fresh = {name: t.clone() for name, t in values.items()}
+    n = values["Xb"].shape[0]
+    fresh.update(torch=torch, F=F, n=n, batch_size=n, vocab_size=len(model.VOCAB), block_size=model.BLOCK_SIZE,
+                 n_embd=model.N_EMBD, n_hidden=values["W1"].shape[1])
+    return fresh
+
+
+def _execute(code, ns: dict) -> BaseException | None:
+    AUTOGRAD_CALLS.clear()
+    try:
+        exec(code, ns)
+    except BaseException as error:  # SystemExit and KeyboardInterrupt are the student's too
+        return error
+    return None
+
+
+def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor]):
+    function = ns.get("manual_backward")
+    if not callable(function):
+        return _invalid("your cell did not define a function manual_backward(parameters, cache)"), []
+    parameters = [values[name].clone() for name in model.PARAMETER_NAMES]
+    cache = {name: values["bnmeani" if name == "bnmean" else name].clone() for name in EX4_CACHE}
+    AUTOGRAD_CALLS.clear()
+    try:
+        grads = function(parameters, cache)
+    except BaseException as error:
+        if AUTOGRAD_CALLS:
+            return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
+        return _raised(error, "manual_backward"), []
+    if AUTOGRAD_CALLS:
+        return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
+    expected = ", ".join(units.EX4_RETURNS)
+    if not isinstance(grads, (list, tuple)):
+        return _invalid(f"manual_backward returned {_a(grads)}; it must return a list of 7 tensors "
+                        f"({expected}), in the order of parameters"), []
+    if len(grads) != len(units.EX4_RETURNS):
+        return _invalid(f"manual_backward returned {len(grads)} items; it must return 7 tensors "
+                        f"({expected}), in the order of parameters"), []
+    arrays = []
+    for name, grad in zip(units.EX4_RETURNS, grads):
+        array, problem = _to_float64(grad, f"{name} (as returned by manual_backward)")
+        if problem:
+            return _invalid(problem), []
+        arrays.append(array)
+    return {"kind": "answer"}, arrays
+
+
+def _read_answer(ns: dict, name: str):
+    if name not in ns:
+        return _invalid(f"your cell did not define {name}"), []
+    array, problem = _to_float64(ns[name], name)
+    if problem:
+        return _invalid(problem), []
+    return {"kind": "answer"}, [array]
+
+
+def _to_float64(value, name: str) -> tuple[np.ndarray | None, str | None]:
+    if not isinstance(value, torch.Tensor):
+        return None, f"{name} is {_a(value)}, not a tensor"
+    if value.numel() > MAX_ANSWER_ELEMENTS:
+        return None, f"{name} has shape {tuple(value.shape)}, far larger than any gradient of the network"
+    try:
+        array = value.detach().to(device="cpu", dtype=torch.float64).resolve_conj().resolve_neg()
+        return array.contiguous().numpy(), None
+    except Exception as error:  # sparse, meta, or a tensor subclass that misbehaves
+        return None, f"{name} could not be read as numbers ({type(error).__name__})"
+
+
+def _split_upstream(names_per_replay: list[list[str]], arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+    out, i = [], 0
+    for names in names_per_replay:
+        out.append({name: torch.from_numpy(arrays[i + k].copy()) for k, name in enumerate(names)})
+        i += len(names)
+    return out
+
+
+def _raised(error: BaseException, where: str = "your cell") -> dict:
+    try:
+        message = str(error)
+    except Exception:
+        message = ""
+    return {"kind": "raised", "type": type(error).__name__, "where": where, "message": message[:MAX_MESSAGE_CHARS]}
+
+
+def _invalid(message: str) -> dict:
+    return {"kind": "invalid", "message": message}
+
+
+def _a(value) -> str:
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

@@ -1,0 +1,160 @@
+"""Throughput of `backprop-ninja grade FOLDER --jobs 2` against `nbgrader autograde`, on the same submissions.
+
+    .venv/bin/python benchmarks/batch_vs_nbgrader.py --course . --n 200 --nbgrader-n 6
+
+--course is an nbgrader course folder holding nbgrader_config.py and source/backprop_ninja/ (this repository
+after `backprop-ninja assign`). Nothing in it is changed: the course is copied to a temporary folder, the
+assignment generated there, and N submissions made by cycling the shipped example notebooks
+(examples/submitted/*), each with its student id in the notebook metadata so every file is distinct.
+
+The batch grades all N; nbgrader grades the first --nbgrader-n of them (it is much slower). Printed: wall time,
+submissions/s, the ratio, the time extrapolated to 1,000 submissions, the peak memory of the largest process of
+each (ru_maxrss of its children), and whether both gave the same points to every unit of every student graded by
+both. --batch-only skips nbgrader (e.g. a real 1,000-submission run). Not a test: it only reports numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "backprop_ninja"
+GOAL_RATIO = 30.0
+GOAL_SECONDS_PER_1000 = 60.0
+# Runs a command and reports the peak RSS of its largest descendant, so each tool is measured on its own.
+MEASURE = ("import resource, subprocess, sys\n"
+           "code = subprocess.call(sys.argv[1:])\n"
+           "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+           "sys.exit(code)\n")
+
+
+def make_submissions(root: Path, n: int) -> list[str]:
+    examples = sorted((REPO / "examples" / "submitted").glob(f"*/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"))
+    if not examples:
+        sys.exit(f"no example notebooks under {REPO / 'examples' / 'submitted'}; run `python -m backprop_ninja.examples`")
+    templates = [json.loads(p.read_text()) for p in examples]
+    students = [f"s{i:04d}" for i in range(n)]
+    for i, student in enumerate(students):
+        nb = templates[i % len(templates)]
+        nb["metadata"]["benchmark_student"] = student
+        path = root / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(nb, indent=1))
+    return students
+
+
+def measured(command: list[str], env: dict, cwd: Path) -> tuple[float, int, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", MEASURE, *command], env=env, cwd=cwd, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - started
+    peak = next((int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("MAXRSS_KB")), 0)
+    return seconds, peak, done
+
+
+def batch_points(out: Path, students: list[str]) -> dict[str, dict[str, float]]:
+    return {s: {t["name"]: t["score"] for t in json.loads((out / s / "results.json").read_text())["tests"]}
+            for s in students}
+
+
+def nbgrader_points(course: Path, students: list[str]) -> dict[str, dict[str, float]]:
+    from nbgrader.api import Gradebook
+
+    points = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+        for student in students:
+            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
+            points[student] = {g.name[len("test_"):]: g.score for g in notebook.grades if g.name.startswith("test_")}
+    return points
+
+
+def prepare_course(source_course: Path, work: Path, env: dict) -> Path:
+    course = work / "course"
+    course.mkdir()
+    if not (source_course / "nbgrader_config.py").is_file() or not (source_course / "source" / ASSIGNMENT).is_dir():
+        sys.exit(f"{source_course} is not the nbgrader course: it needs nbgrader_config.py and source/{ASSIGNMENT}/; "
+                 f"run `backprop-ninja assign` there first")
+    shutil.copy(source_course / "nbgrader_config.py", course)
+    shutil.copytree(source_course / "source", course / "source")
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force",
+                           f"--CourseDirectory.root={course}"], cwd=course, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"nbgrader generate_assignment failed:\n{done.stderr[-3000:]}")
+    return course
+
+
+def report_line(name: str, n: int, seconds: float, peak_kb: int) -> float:
+    rate = n / seconds
+    print(f"{name:10s} {n:5d} submissions in {seconds:8.1f} s = {rate:7.2f} submissions/s; "
+          f"1,000 would take {1000 / rate:8.0f} s; peak RSS of one process {peak_kb / 1024:6.0f} MiB")
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--course", type=Path, default=REPO, help="the nbgrader course folder (default: the repo)")
+    parser.add_argument("--n", type=int, default=60, help="submissions for the batch (default 60)")
+    parser.add_argument("--nbgrader-n", type=int, default=6, help="how many of them nbgrader grades (default 6)")
+    parser.add_argument("--jobs", type=int, default=2, help="batch workers (default 2)")
+    parser.add_argument("--batch-only", action="store_true", help="skip nbgrader")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
+    args = parser.parse_args()
+
+    from backprop_ninja.assign import nbgrader_env
+    from backprop_ninja.data import names_path
+
+    env = nbgrader_env(str(names_path()))
+    work = Path(tempfile.mkdtemp(prefix="bn-bench-"))
+    try:
+        course = work / "course" if args.batch_only else prepare_course(args.course.resolve(), work, env)
+        students = make_submissions(course, args.n)
+        print(f"{args.n} submissions from {len(students) and 'the examples'}; machine: {os.cpu_count()} CPUs")
+
+        out = work / "graded"
+        seconds, peak, done = measured([sys.executable, "-m", "backprop_ninja", "grade", str(course / "submitted"),
+                                        "--out", str(out), "--jobs", str(args.jobs)], env, work)
+        if done.returncode not in (0, 3):
+            sys.exit(f"the batch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        ours = report_line(f"batch -j{args.jobs}", args.n, seconds, peak)
+        print(f"           {done.stdout.strip().splitlines()[-1]}")
+        goal = "met" if 1000 / ours <= GOAL_SECONDS_PER_1000 else "NOT met"
+        print(f"goal: 1,000 submissions in <= {GOAL_SECONDS_PER_1000:.0f} s on 2 cores: {goal}")
+        if args.batch_only:
+            return 0
+
+        subset = students[:args.nbgrader_n]
+        for student in students[args.nbgrader_n:]:  # nbgrader grades every folder of submitted/
+            shutil.move(course / "submitted" / student, work / "not-for-nbgrader" / student)
+        seconds, peak, done = measured([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force",
+                                        f"--CourseDirectory.root={course}"], env, course)
+        if done.returncode != 0:
+            sys.exit(f"nbgrader autograde failed:\n{done.stderr[-3000:]}")
+        theirs = report_line("nbgrader", len(subset), seconds, peak)
+        ratio = ours / theirs
+        print(f"ratio: the batch grades {ratio:.1f}x as many submissions per second as nbgrader "
+              f"(goal >= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'})")
+
+        from_nbgrader, from_batch = nbgrader_points(course, subset), batch_points(out, subset)
+        differ = [(s, u, from_batch[s].get(u), p) for s in subset for u, p in from_nbgrader[s].items()
+                  if from_batch[s].get(u) != p]
+        print(f"same points for every unit of the {len(subset)} students graded by both: "
+              f"{'yes' if not differ else 'NO'}")
+        for student, unit, mine, theirs_points in differ[:20]:
+            print(f"  {student} {unit}: batch {mine}, nbgrader {theirs_points}")
+        return 0 if not differ else 1
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

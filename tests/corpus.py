@@ -1,0 +1,402 @@
+"""A corpus of submissions with the verdict each one must get: mistakes, right answers written
+differently, cheats and broken files.
+
+Each submission is the release notebook filled with the reference solution, then changed: some
+answer cells are overridden, or the whole file is damaged (`fault`). `expected` lists the units whose
+verdict is not "ok"; every other unit must be "ok". For wrong answers, `Expect.words` are phrases
+the message must contain, so a test can tell that the grader named the right mistake family.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import nbformat
+
+from backprop_ninja import units
+from backprop_ninja.examples import filled
+from backprop_ninja.grade.verdict import CRASHED, ERROR, MISSING, OK, TIMEOUT, USES_AUTOGRAD, WRONG
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: str
+    words: tuple[str, ...] = ()  # each must occur in the verdict's message (case-insensitive)
+
+
+@dataclass(frozen=True)
+class Submission:
+    name: str
+    kind: str                                           # mistake, alternative, cheat or fault
+    answers: Mapping[str, str] = field(default_factory=dict)   # grade_id -> cell code, over the solution
+    expected: Mapping[str, Expect] = field(default_factory=dict)
+    fault: Callable[[dict], str] | None = None          # the filled notebook (JSON) -> the file's text
+    file_error: str | None = None                       # words of SubmissionResult.error: not gradable
+
+    def expected_status(self) -> dict[str, str]:
+        if self.file_error is not None:
+            return {u.grade_id: ERROR for u in units.UNITS}
+        return {u.grade_id: self.expected.get(u.grade_id, Expect(OK)).status for u in units.UNITS}
+
+
+def wrong(*words: str) -> Expect:
+    return Expect(WRONG, words)
+
+
+# ---- notebook-level faults: each turns the filled notebook's JSON into the text of the file ----
+
+def _dump(notebook: dict) -> str:
+    return json.dumps(notebook, indent=1)
+
+
+def delete_cell(grade_id: str) -> Callable[[dict], str]:
+    def fault(notebook: dict) -> str:
+        notebook["cells"] = [c for c in notebook["cells"]
+                             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != grade_id]
+        return _dump(notebook)
+    return fault
+
+
+def corrupt_json(notebook: dict) -> str:
+    text = _dump(notebook)
+    return text[: len(text) // 2]  # a save cut short
+
+
+def duplicate_ids(notebook: dict) -> str:
+    for cell in notebook["cells"]:
+        cell["id"] = "cell"
+    return _dump(notebook)
+
+
+def python_script(notebook: dict) -> str:
+    return "# exported with 'Download as .py'\ndlogprobs = None\n"
+
+
+def empty_file(notebook: dict) -> str:
+    return ""
+
+
+def retype_to_markdown(grade_id: str) -> Callable[[dict], str]:
+    def fault(notebook: dict) -> str:
+        for cell in notebook["cells"]:
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+                cell["cell_type"] = "markdown"
+                cell.pop("outputs", None)
+                cell.pop("execution_count", None)
+        return _dump(notebook)
+    return fault
+
+
+def blank_release(notebook: dict) -> str:
+    raise AssertionError("handled by write_submission: the blank release is written as released")
+
+
+# ---- cells used by several entries ----
+
+HELPER_DEFINED = """
+def unbroadcast(grad, like):
+    '''Sum grad over the axes that `like` had broadcast to the shape of grad.'''
+    while grad.dim() > like.dim():
+        grad = grad.sum(0)
+    for axis, size in enumerate(like.shape):
+        if size == 1 and grad.shape[axis] != 1:
+            grad = grad.sum(axis, keepdim=True)
+    return grad
+
+dlogprobs = torch.zeros_like(logprobs)
+dlogprobs[range(n), Yb] = -1.0 / n
+"""
+DYNAMIC_BACKWARD = """
+x = h.detach().clone()
+getattr(x, "requires_" + "grad_")()
+loss_h = (x @ W2 * dlogits).sum()
+getattr(loss_h, "".join(["back", "ward"]))()
+dh = getattr(x, "gr" + "ad")
+"""
+IGNORE_SIGINT_LOOP = """
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+while True:
+    pass
+"""
+EX2_HELPER = """
+def softmax_minus_onehot(logits, Yb):
+    return (F.softmax(logits, 1) - F.one_hot(Yb, num_classes=logits.shape[1])) / logits.shape[0]
+
+dlogits = softmax_minus_onehot(logits, Yb)
+"""
+EX4_USES_HELPER = """
+def manual_backward(parameters, cache):
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    Xb, h, bnraw = cache["Xb"], cache["h"], cache["bnraw"]
+    n = Xb.shape[0]
+    dlogits = softmax_minus_onehot(cache["logits"], cache["Yb"])  # defined in the Exercise 2 cell
+    dhpreact = (1.0 - h**2) * (dlogits @ W2.T)
+    dhprebn = bngain * cache["bnvar_inv"] / n * (
+        n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    demb = (dhprebn @ W1.T).view(cache["emb"].shape)
+    dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
+    return [dC, cache["embcat"].T @ dhprebn, dhprebn.sum(0), h.T @ dlogits, dlogits.sum(0),
+            (bnraw * dhpreact).sum(0, keepdim=True), dhpreact.sum(0, keepdim=True)]
+"""
+EX4_W2_TRANSPOSED = EX4_USES_HELPER.replace("h.T @ dlogits", "dlogits.T @ h")
+
+
+CORPUS: tuple[Submission, ...] = (
+    # ---- Exercise 1: one typical mistake per unit ----
+    Submission("logprobs_sign", "mistake",
+               {"ex1_logprobs": "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = 1.0 / n"},
+               {"ex1_logprobs": wrong("sign")}),
+    Submission("logprobs_no_mean", "mistake",
+               {"ex1_logprobs": "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0"},
+               {"ex1_logprobs": wrong("factor n")}),
+    Submission("probs_times_n", "mistake",
+               {"ex1_probs": "dprobs = n * dlogprobs / probs"},
+               {"ex1_probs": wrong("factor n")}),
+    Submission("counts_sum_inv_keepdim_dropped", "mistake",
+               {"ex1_counts_sum_inv": "dcounts_sum_inv = (counts * dprobs).sum(1)"},
+               {"ex1_counts_sum_inv": wrong("keepdim")}),
+    Submission("counts_sum_inv_wrong_axis", "mistake",
+               {"ex1_counts_sum_inv": "dcounts_sum_inv = (counts * dprobs).sum(0, keepdim=True)"},
+               {"ex1_counts_sum_inv": wrong("axis 1")}),
+    Submission("counts_sum_sign", "mistake",
+               {"ex1_counts_sum": "dcounts_sum = counts_sum**-2 * dcounts_sum_inv"},
+               {"ex1_counts_sum": wrong("sign")}),
+    Submission("counts_one_branch", "mistake",
+               {"ex1_counts": "dcounts = counts_sum_inv * dprobs"},
+               {"ex1_counts": wrong("branch", "counts_sum")}),
+    Submission("norm_logits_sign", "mistake",
+               {"ex1_norm_logits": "dnorm_logits = -counts * dcounts"},
+               {"ex1_norm_logits": wrong("sign")}),
+    Submission("logit_maxes_keepdim_dropped", "mistake",
+               {"ex1_logit_maxes": "dlogit_maxes = (-dnorm_logits).sum(1)"},
+               {"ex1_logit_maxes": wrong("keepdim")}),
+    Submission("logits_only_max_branch", "mistake",
+               {"ex1_logits": "dlogits = F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes"},
+               {"ex1_logits": wrong("zero everywhere")}),
+    Submission("h_transposed", "mistake",
+               {"ex1_h": "dh = (dlogits @ W2.T).T"},
+               {"ex1_h": wrong("transposed")}),
+    Submission("W2_transposed", "mistake",
+               {"ex1_W2": "dW2 = dlogits.T @ h"},
+               {"ex1_W2": wrong("transposed")}),
+    Submission("b2_no_sum", "mistake",
+               {"ex1_b2": "db2 = dlogits"},
+               {"ex1_b2": wrong("missing a sum over axis 0")}),
+    Submission("hpreact_sign", "mistake",
+               {"ex1_hpreact": "dhpreact = (h**2 - 1.0) * dh"},
+               {"ex1_hpreact": wrong("sign")}),
+    Submission("bngain_no_sum", "mistake",
+               {"ex1_bngain": "dbngain = bnraw * dhpreact"},
+               {"ex1_bngain": wrong("missing a sum over axis 0")}),
+    Submission("bnbias_keepdim_dropped", "mistake",
+               {"ex1_bnbias": "dbnbias = dhpreact.sum(0)"},
+               {"ex1_bnbias": wrong("keepdim")}),
+    Submission("bnraw_gain_twice", "mistake",
+               {"ex1_bnraw": "dbnraw = 2 * bngain * dhpreact"},
+               {"ex1_bnraw": wrong("factor 2")}),
+    Submission("bnvar_inv_wrong_axis", "mistake",
+               {"ex1_bnvar_inv": "dbnvar_inv = (bndiff * dbnraw).sum(1, keepdim=True)"},
+               {"ex1_bnvar_inv": wrong("axis 0")}),
+    Submission("bnvar_sign", "mistake",
+               {"ex1_bnvar": "dbnvar = 0.5 * (bnvar + 1e-5) ** -1.5 * dbnvar_inv"},
+               {"ex1_bnvar": wrong("sign")}),
+    Submission("bndiff2_n_not_n_minus_1", "mistake",
+               {"ex1_bndiff2": "dbndiff2 = (1.0 / n) * torch.ones_like(bndiff2) * dbnvar"},
+               {"ex1_bndiff2": wrong("(n-1)/n", "Bessel")}),
+    Submission("bndiff_one_branch", "mistake",
+               {"ex1_bndiff": "dbndiff = bnvar_inv * dbnraw"},
+               {"ex1_bndiff": wrong("branch", "bndiff2")}),
+    Submission("bnmeani_sign", "mistake",
+               {"ex1_bnmeani": "dbnmeani = dbndiff.sum(0, keepdim=True)"},
+               {"ex1_bnmeani": wrong("sign")}),
+    Submission("hprebn_one_branch", "mistake",
+               {"ex1_hprebn": "dhprebn = dbndiff.clone()"},
+               {"ex1_hprebn": wrong("branch", "bnmeani")}),
+    Submission("hprebn_mean_branch_without_1_over_n", "mistake",
+               {"ex1_hprebn": "dhprebn = dbndiff + torch.ones_like(hprebn) * dbnmeani"},
+               {"ex1_hprebn": wrong("branch through `bnmeani`", "factor n")}),
+    Submission("embcat_transposed", "mistake",
+               {"ex1_embcat": "dembcat = W1 @ dhprebn.T"},
+               {"ex1_embcat": wrong("transposed")}),
+    Submission("W1_transposed", "mistake",
+               {"ex1_W1": "dW1 = dhprebn.T @ embcat"},
+               {"ex1_W1": wrong("transposed")}),
+    Submission("b1_no_sum", "mistake",
+               {"ex1_b1": "db1 = dhprebn"},
+               {"ex1_b1": wrong("missing a sum over axis 0")}),
+    Submission("emb_not_reshaped", "mistake",
+               {"ex1_emb": "demb = dembcat"},
+               {"ex1_emb": wrong("reshape")}),
+    Submission("emb_wrong_view", "mistake",
+               {"ex1_emb": "demb = dembcat.view(n, n_embd, block_size).transpose(1, 2)"},
+               {"ex1_emb": wrong("values differ")}),
+    Submission("C_assignment_without_accumulation", "mistake",
+               {"ex1_C": "dC = torch.zeros_like(C)\ndC[Xb] = demb"},
+               {"ex1_C": wrong("values differ")}),
+    # ---- Exercises 2, 3 and 4 ----
+    Submission("ex2_mean_forgotten", "mistake",
+               {"ex2_logits": "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1"},
+               {"ex2_logits": wrong("factor n")}),
+    Submission("ex2_sign", "mistake",
+               {"ex2_logits": "dlogits = (F.one_hot(Yb, num_classes=27) - F.softmax(logits, 1)) / n"},
+               {"ex2_logits": wrong("sign")}),
+    Submission("ex3_bessel_dropped", "mistake",
+               {"ex3_hprebn": "dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)"
+                              " - bnraw * (dhpreact * bnraw).sum(0))"},
+               {"ex3_hprebn": wrong("n-1", "Bessel")}),
+    Submission("ex3_no_gain", "mistake",
+               {"ex3_hprebn": "dhprebn = 2 * bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)"
+                              " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))"},
+               {"ex3_hprebn": wrong("factor 2")}),
+    Submission("ex4_W2_transposed", "mistake",
+               {"ex2_logits": EX2_HELPER, "ex4_backward": EX4_W2_TRANSPOSED},
+               {"ex4_backward": wrong("dW2", "transposed")}),
+
+    # ---- right answers in other forms: all ok ----
+    Submission("alt_one_hot_scatter_index_add", "alternative", {
+        "ex1_logprobs": "dlogprobs = -F.one_hot(Yb, num_classes=vocab_size).float() / n",
+        "ex1_logits": ("dlogits = dnorm_logits.clone()\n"
+                       "dlogits.scatter_add_(1, logits.argmax(1, keepdim=True), dlogit_maxes)"),
+        "ex1_C": "dC = torch.zeros_like(C)\ndC.index_add_(0, Xb.flatten(), demb.reshape(-1, n_embd))",
+        "ex2_logits": ("dlogits = F.softmax(logits, 1)\n"
+                       "dlogits = dlogits.scatter_add(1, Yb.view(-1, 1), -torch.ones(n, 1))\n"
+                       "dlogits /= n"),
+    }),
+    Submission("alt_scatter_and_index_put", "alternative", {
+        "ex1_logprobs": "dlogprobs = torch.zeros_like(logprobs).scatter_(1, Yb.unsqueeze(1), -1.0 / n)",
+        "ex1_C": ("dC = torch.zeros_like(C)\n"
+                  "dC.index_put_((Xb.view(-1),), demb.view(-1, n_embd), accumulate=True)"),
+    }),
+    Submission("alt_broadcasting_and_expand", "alternative", {
+        "ex1_counts": "dcounts = counts_sum_inv * dprobs + dcounts_sum",
+        "ex1_bndiff2": "dbndiff2 = dbnvar.expand(n, -1) / (n - 1)",
+        "ex1_hprebn": "dhprebn = dbndiff + dbnmeani / n",
+        "ex1_emb": "demb = dembcat.view(-1, block_size, n_embd)",
+        "ex1_W2": "dW2 = torch.einsum('ni,nj->ij', h, dlogits)",
+    }),
+    Submission("alt_powers_and_reciprocals", "alternative", {
+        "ex1_probs": "dprobs = probs**-1 * dlogprobs",
+        "ex1_counts_sum": "dcounts_sum = -1 / counts_sum**2 * dcounts_sum_inv",
+        "ex1_bnvar": "dbnvar = -0.5 / (bnvar + 1e-5) ** 1.5 * dbnvar_inv",
+        "ex1_hpreact": "dhpreact = (1 - torch.tanh(hpreact) ** 2) * dh",
+    }),
+    Submission("alt_logit_maxes_branch_omitted", "alternative",
+               {"ex1_logits": "dlogits = dnorm_logits.clone()  # the max branch is ~0"}),
+    Submission("alt_two_cell_accumulation", "alternative", {
+        # the lecture's style: a cell starts the next variable's gradient, a later cell adds to it
+        "ex1_counts_sum_inv": ("dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)\n"
+                               "dcounts = counts_sum_inv * dprobs"),
+        "ex1_counts": "dcounts += torch.ones_like(counts) * dcounts_sum",
+        "ex1_bnvar_inv": ("dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)\n"
+                          "dbndiff = bnvar_inv * dbnraw"),
+        "ex1_bndiff": "dbndiff += 2 * bndiff * dbndiff2",
+        "ex1_bnmeani": "dbnmeani = -dbndiff.sum(0, keepdim=True)\ndhprebn = dbndiff.clone()",
+        "ex1_hprebn": "dhprebn += torch.ones_like(hprebn) * dbnmeani / n",
+    }),
+    Submission("alt_helper_from_an_earlier_cell", "alternative", {
+        "ex1_logprobs": HELPER_DEFINED,
+        "ex1_counts_sum_inv": "dcounts_sum_inv = unbroadcast(counts * dprobs, counts_sum_inv)",
+        "ex1_b2": "db2 = unbroadcast(dlogits, b2)",
+        "ex1_bngain": "dbngain = unbroadcast(bnraw * dhpreact, bngain)",
+        "ex1_bnbias": "dbnbias = unbroadcast(dhpreact, bnbias)",
+        "ex1_b1": "db1 = unbroadcast(dhprebn, b1)",
+        "ex2_logits": EX2_HELPER,
+        "ex4_backward": EX4_USES_HELPER,
+    }),
+    Submission("alt_magics_and_prints", "alternative", {
+        "ex1_h": "%matplotlib inline\n!echo shapes\ndh = dlogits @ W2.T\nprint(dh.shape)",
+        "ex1_W1": "dW1 = embcat.T @ dhprebn\ndW1.shape",
+    }),
+    Submission("alt_answer_cell_retyped_to_markdown", "alternative", fault=retype_to_markdown("ex1_h")),
+    Submission("alt_duplicate_cell_ids", "alternative", fault=duplicate_ids),
+
+    # ---- cheats ----
+    Submission("cheat_reads_grad", "cheat", {"ex1_W2": "dW2 = W2.grad"},
+               {"ex1_W2": Expect(USES_AUTOGRAD, (".grad",))}),
+    Submission("cheat_backward_in_cell", "cheat",
+               {"ex1_bnraw": "hpreact.backward(torch.ones_like(hpreact))\ndbnraw = bnraw.grad"},
+               {"ex1_bnraw": Expect(USES_AUTOGRAD, ("backward",))}),
+    Submission("cheat_dynamic_backward", "cheat", {"ex1_h": DYNAMIC_BACKWARD},
+               {"ex1_h": Expect(USES_AUTOGRAD, ("while grading",))}),
+    Submission("cheat_torch_func", "cheat",
+               {"ex1_embcat": "from torch.func import vjp\n_, pull = vjp(lambda e: e @ W1, embcat)\n"
+                              "(dembcat,) = pull(dhprebn)"},
+               {"ex1_embcat": Expect(USES_AUTOGRAD, ("torch.func",))}),
+    Submission("cheat_cross_entropy_in_ex2", "cheat",
+               {"ex2_logits": "dlogits = F.cross_entropy(logits, Yb)"},
+               {"ex2_logits": Expect(USES_AUTOGRAD, ("cross_entropy",))}),
+    Submission("cheat_patched_allclose", "cheat",
+               {"ex1_probs": ("torch.allclose = lambda *args, **kwargs: True\n"
+                              "torch.Tensor.allclose = lambda *args, **kwargs: True\n"
+                              "dprobs = -dlogprobs / probs")},
+               {"ex1_probs": wrong("sign")}),
+    Submission("cheat_displayhook_and_numpy", "cheat",
+               {"ex1_counts_sum": ("import sys\nimport numpy\n"
+                                   "sys.displayhook = lambda value: None\n"
+                                   "numpy.allclose = lambda *args, **kwargs: True\n"
+                                   "dcounts_sum = counts_sum**-2 * dcounts_sum_inv")},
+               {"ex1_counts_sum": wrong("sign")}),
+    Submission("cheat_reads_names_file", "cheat",
+               {"ex1_bnbias": ("words = open('names.txt').read().splitlines()\n"
+                               "dbnbias = dhpreact.sum(0, keepdim=True)")},
+               {"ex1_bnbias": Expect(ERROR, ("FileNotFoundError",))}),
+    Submission("cheat_reads_the_notebook", "cheat",
+               {"ex1_bnvar": ("import json\nnb = json.load(open('backprop_ninja.ipynb'))\n"
+                              "dbnvar = (-0.5 * (bnvar + 1e-5) ** -1.5) * dbnvar_inv")},
+               {"ex1_bnvar": Expect(ERROR, ("FileNotFoundError",))}),
+    Submission("cheat_hard_coded_batch", "cheat",
+               {"ex1_logprobs": "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / 32",
+                "ex1_emb": "demb = dembcat.view(32, 3, 10)"},
+               {"ex1_logprobs": wrong("literal 32"), "ex1_emb": Expect(ERROR, ("hard-coded",))}),
+
+    # ---- faults ----
+    Submission("fault_infinite_loop", "fault", {"ex1_counts_sum": "while True:\n    pass"},
+               {"ex1_counts_sum": Expect(TIMEOUT, ("endless loop",))}),
+    Submission("fault_sigint_ignored_loop", "fault", {"ex1_bnmeani": IGNORE_SIGINT_LOOP},
+               {"ex1_bnmeani": Expect(TIMEOUT, ("endless loop",))}),
+    Submission("fault_huge_allocation", "fault",
+               {"ex1_bngain": "big = torch.empty(50 * 2**30 // 4)\ndbngain = (bnraw * dhpreact).sum(0, keepdim=True)"},
+               {"ex1_bngain": Expect(ERROR, ("memory",))}),
+    Submission("fault_os_exit", "fault", {"ex1_norm_logits": "import os\nos._exit(0)"},
+               {"ex1_norm_logits": Expect(CRASHED, ("died",))}),
+    Submission("fault_sys_exit", "fault", {"ex1_b2": "import sys\nsys.exit('done')"},
+               {"ex1_b2": Expect(ERROR, ("SystemExit",))}),
+    Submission("fault_fork", "fault",
+               {"ex1_hpreact": "import os\nos.fork()\ndhpreact = (1.0 - h**2) * dh"}),
+    Submission("fault_syntax_error", "fault", {"ex1_b1": "db1 = dhprebn.sum(0"},
+               {"ex1_b1": Expect(ERROR, ("does not parse",))}),
+    Submission("fault_deleted_answer_cell", "fault", fault=delete_cell("ex1_W1"),
+               expected={"ex1_W1": Expect(MISSING, ("no cell with grade_id ex1_W1",))}),
+    Submission("fault_blank_release", "fault", fault=blank_release,
+               expected={u.grade_id: Expect(MISSING, ("blank stub",)) for u in units.UNITS}),
+    Submission("fault_corrupt_json", "fault", fault=corrupt_json, file_error="invalid JSON"),
+    Submission("fault_not_a_notebook", "fault", fault=python_script, file_error="invalid JSON"),
+    Submission("fault_empty_file", "fault", fault=empty_file, file_error="invalid JSON"),
+)
+
+BY_NAME = {s.name: s for s in CORPUS}
+if len(BY_NAME) != len(CORPUS):
+    raise ValueError("tests/corpus.py: two submissions share a name")
+
+
+def write_submission(submission: Submission, folder: Path, release: nbformat.NotebookNode,
+                     solutions: Mapping[str, str]) -> Path:
+    """The submission's notebook file in `folder` (named like the release, as a student hands it in)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # a neighbour a cell might try to read: the data file, as a student keeps it next to the notebook
+    (folder / "names.txt").write_text("emma\nolivia\nava\n")
+    path = folder / "backprop_ninja.ipynb"
+    if submission.fault is blank_release:
+        path.write_text(nbformat.writes(release))
+        return path
+    notebook = filled(release, {**solutions, **submission.answers})
+    if submission.fault is None:
+        path.write_text(nbformat.writes(notebook))
+    else:
+        path.write_text(submission.fault(copy.deepcopy(json.loads(nbformat.writes(notebook)))))
+    return path

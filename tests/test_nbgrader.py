@@ -1,0 +1,360 @@
+"""The nbgrader course grades right: real `nbgrader` commands on a temporary course built from the text source.
+
+One session fixture builds the course once, hands in every submission and runs the expensive commands side by side
+(two autograde runs with our config, one control run without ScoreOnErrorsOnly, generate_solution, the validator and
+the standalone grader); the tests below only read what those runs left behind. docs/nbgrader.md explains each check.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from traitlets.config import Application
+
+from backprop_ninja import assign, examples, units
+from backprop_ninja.assign import ASSIGNMENT, REPO, solution_cells
+from backprop_ninja.nbgrader_plugins import ScoreOnErrorsOnly
+from nbgrader_course import (CELL_TIMEOUT_VAR, cell_with_id, course_env, finish, hand_in, make_course, notebook_at,
+                             read_notebook, start, start_nbgrader, stop, stream_text, unit_scores)
+
+UNIT_POINTS = {unit.grade_id: unit.points for unit in units.UNITS}
+KEEP_COURSE_VAR = "BACKPROP_NINJA_KEEP_TEST_COURSE"  # set it to look at a failed run
+HIDDEN_TEST_MARKERS = ("BEGIN HIDDEN TESTS", "grade_unit", "backprop_ninja.hidden")
+
+# The looping cell is stopped after this many seconds. It must exceed the standalone grader's run on that notebook
+# (which happens inside the first test cell and itself waits engine.UNIT_TIMEOUT = 10 s for the loop) with a wide
+# margin for a busy machine: every cell of that notebook has this limit.
+LOOP_CELL_TIMEOUT = "45"
+
+WARNING_TEXT = "a harmless torch-style warning"
+FORGED_POINTS = 1.0
+LOOPING_UNIT = "ex1_bnvar"
+FORGED_WRONG_UNIT = "ex3_hprebn"
+TAMPERED = {"deleted": "ex1_probs", "emptied": "ex1_counts_sum_inv", "retyped": "ex1_counts_sum"}
+
+# Emits a UserWarning on stderr inside every later check() (which calls torch.allclose), as torch itself can.
+NOISY_ALLCLOSE = f"""
+import warnings
+warnings.simplefilter("always", UserWarning)
+_quiet_allclose = torch.allclose
+def _noisy_allclose(*args, **kwargs):
+    warnings.warn({WARNING_TEXT!r}, UserWarning)
+    return _quiet_allclose(*args, **kwargs)
+torch.allclose = _noisy_allclose
+"""
+# Makes the test cell's first output an execute_result worth FORGED_POINTS; `check` exists only in the notebook.
+FORGED_CHECK = f"""
+import sys
+if "check" in globals():
+    _honest_check = check
+    def check(name):
+        sys.displayhook({FORGED_POINTS!r})
+        return _honest_check(name)
+"""
+
+MAIN_STUDENTS = ("ada", "ben", "cleo", "dora")          # one autograde run, --student='[a-d]*'
+CRAFTED_STUDENTS = ("x_tricks", "x_tamper", "x_loop")  # x_t* in one run, x_loop in another
+CONTROL_STUDENT = "raw_tricks"                         # x_tricks' notebook, graded without ScoreOnErrorsOnly
+
+
+@dataclass
+class GradedCourse:
+    root: Path
+    standalone: dict[str, dict[str, float]]  # student -> grade_id -> the standalone grader's points
+    validation: dict                         # nbgrader.validator.Validator().validate(solution source)
+
+
+# ---- crafted submissions ----
+
+def example_notebook(student: str) -> nbformat.NotebookNode:
+    return read_notebook(REPO / "examples" / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+
+
+def append_to_cell(nb: nbformat.NotebookNode, grade_id: str, code: str) -> None:
+    cell = cell_with_id(nb, grade_id)
+    cell.source = cell.source.rstrip("\n") + "\n" + code.strip("\n")
+
+
+def tricks_notebook() -> nbformat.NotebookNode:
+    """ada, plus a warning in every test cell, plus a wrong answer whose test cell forges an execute_result."""
+    nb = example_notebook("ada")
+    append_to_cell(nb, "ex1_logprobs", NOISY_ALLCLOSE)
+    cell_with_id(nb, FORGED_WRONG_UNIT).source = examples.BEN_ANSWERS[FORGED_WRONG_UNIT] + "\n" + FORGED_CHECK
+    return nb
+
+
+def tampered_notebook() -> nbformat.NotebookNode:
+    """ada with one test cell deleted, one emptied and one retyped to markdown."""
+    nb = example_notebook("ada")
+    nb.cells.remove(cell_with_id(nb, "test_" + TAMPERED["deleted"]))
+    cell_with_id(nb, "test_" + TAMPERED["emptied"]).source = ""
+    retyped = cell_with_id(nb, "test_" + TAMPERED["retyped"])
+    retyped.cell_type = "markdown"
+    for key in ("outputs", "execution_count"):
+        retyped.pop(key, None)
+    return nb
+
+
+def looping_notebook() -> nbformat.NotebookNode:
+    """ada with an endless loop before one answer (it waits rather than spins, to spare a shared machine)."""
+    nb = example_notebook("ada")
+    cell = cell_with_id(nb, LOOPING_UNIT)
+    cell.source = "import time\nwhile True:\n    time.sleep(0.1)\n" + cell.source
+    return nb
+
+
+def solution_filled_release(root: Path) -> nbformat.NotebookNode:
+    return examples.filled(read_notebook(notebook_at(root, "release")), solution_cells(root))
+
+
+# ---- the runs ----
+
+STANDALONE_SCRIPT = """
+import json, sys
+from backprop_ninja.grade.engine import grade_notebook
+paths = json.loads(sys.argv[1])
+print(json.dumps({s: {v.unit: v.points for v in grade_notebook(p).verdicts} for s, p in paths.items()}))
+"""
+VALIDATE_SCRIPT = """
+import json, sys
+from nbgrader.validator import Validator
+print(json.dumps(Validator().validate(sys.argv[1])))
+"""
+
+
+def start_python(script: str, arg: str, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return start([sys.executable, "-c", script, arg], cwd, env)
+
+
+def json_from(proc: subprocess.Popen, what: str):
+    out, err = proc.communicate()
+    assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{err[-4000:]}"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def preprocessors_without_score_on_errors_only() -> list[str]:
+    """Our autograde chain with ScoreOnErrorsOnly taken out, as --Autograde.autograde_preprocessors options."""
+    chain = load_course_config().Autograde.autograde_preprocessors
+    assert ScoreOnErrorsOnly in chain, "nbgrader_config.py no longer puts ScoreOnErrorsOnly in the autograde chain"
+    return [f"--Autograde.autograde_preprocessors={pp.__module__}.{pp.__name__}"
+            for pp in chain if pp is not ScoreOnErrorsOnly]
+
+
+def load_course_config(root: Path = REPO):
+    """nbgrader_config.py loaded as nbgrader loads it from the working folder (traitlets' load_config_file)."""
+    app = Application()
+    app.load_config_file("nbgrader_config", path=str(root))
+    return app.config
+
+
+@pytest.fixture(scope="session")
+def course_dir():
+    """A folder of our own: pytest prunes its basetemp when other sessions start, which can be mid-run here."""
+    path = Path(tempfile.mkdtemp(prefix="backprop-ninja-nbgrader-"))
+    yield path
+    if os.environ.get(KEEP_COURSE_VAR):
+        print(f"\nthe test course is kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def graded(course_dir, names_file) -> GradedCourse:
+    root = make_course(course_dir, names_file)
+    env = course_env(names_file)
+    submissions = {
+        "ada": example_notebook("ada"), "ben": example_notebook("ben"), "cleo": example_notebook("cleo"),
+        "dora": solution_filled_release(root), "x_tricks": tricks_notebook(), "x_tamper": tampered_notebook(),
+        "x_loop": looping_notebook(), CONTROL_STUDENT: tricks_notebook(),
+    }
+    paths = {student: str(hand_in(root, student, nb)) for student, nb in submissions.items()}
+    graded_alike = {s: p for s, p in paths.items() if s != CONTROL_STUDENT}
+
+    # nbgrader takes one --student glob per run; several runs on one SQLite gradebook side by side are fine.
+    # The looping student gets a run of its own: its cells mostly wait, which overlaps with everything else.
+    autograde = ("autograde", ASSIGNMENT, "--force")
+    main_run = start_nbgrader(root, env, *autograde, "--student=[a-d]*")
+    other_runs = [
+        start_nbgrader(root, {**env, CELL_TIMEOUT_VAR: LOOP_CELL_TIMEOUT}, *autograde, "--student=x_loop"),
+        start_nbgrader(root, env, *autograde, "--student=x_t*"),
+        start_nbgrader(root, env, *autograde, f"--student={CONTROL_STUDENT}",
+                       *preprocessors_without_score_on_errors_only()),
+        start_nbgrader(root, env, "generate_solution", ASSIGNMENT, "--force"),
+    ]
+    standalone = start_python(STANDALONE_SCRIPT, json.dumps(graded_alike), env, root)
+    validation = start_python(VALIDATE_SCRIPT, str(notebook_at(root, "source")), env, root)
+    started = [main_run, *other_runs, standalone, validation]
+    try:
+        finish(main_run)
+        feedback = start_nbgrader(root, env, "generate_feedback", ASSIGNMENT, "--force", "--student=[a-d]*")
+        started.append(feedback)
+        for run in [*other_runs, feedback]:
+            finish(run)
+        return GradedCourse(root, json_from(standalone, "the standalone grader"),
+                            json_from(validation, "the validator"))
+    finally:
+        stop(started)
+
+
+def assert_points(root: Path, student: str, expected: dict[str, float]) -> None:
+    got = {unit: score.points for unit, score in unit_scores(root, student).items()}
+    wrong = {unit: f"got {got.get(unit)}, expected {points}" for unit, points in expected.items()
+             if got.get(unit) != points}
+    assert set(got) == set(expected) and not wrong, f"{student}: {wrong or sorted(set(got) ^ set(expected))}"
+
+
+def full_marks_except(*lost: str) -> dict[str, float]:
+    return {unit: (0.0 if unit in lost else points) for unit, points in UNIT_POINTS.items()}
+
+
+# ---- 1. acceptance ----
+
+def test_blank_release_scores_zero_everywhere(graded):
+    assert_points(graded.root, "cleo", full_marks_except(*UNIT_POINTS))
+
+
+@pytest.mark.parametrize("student", ["ada", "dora"])
+def test_correct_answers_score_full_marks(graded, student):
+    assert_points(graded.root, student, full_marks_except())
+    assert not any(score.needs_manual_grade for score in unit_scores(graded.root, student).values())
+
+
+def test_typical_mistakes_lose_exactly_their_units(graded):
+    assert_points(graded.root, "ben", full_marks_except(*examples.EXPECTED_LOST))
+
+
+# ---- 2. the solution source validates ----
+
+def test_solution_source_passes_the_validator(graded):
+    failed = [f"test cell {first_line(cell['source'])!r}: {last_error_line(cell.get('error', ''))}"
+              for cell in graded.validation.get("failed", [])]
+    assert graded.validation == {}, "\n".join(failed) or graded.validation
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def last_error_line(error_html: str) -> str:
+    """The `Name: message` line of a traceback the validator rendered as HTML."""
+    lines = html.unescape(re.sub(r"<[^>]+>", "", error_html)).strip().splitlines()
+    return next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+
+
+# ---- 3. hardening ----
+
+def test_warning_on_stderr_does_not_zero_a_correct_answer(graded):
+    lost = (FORGED_WRONG_UNIT,)
+    assert_points(graded.root, "x_tricks", full_marks_except(*lost))
+    # The control run (ScoreOnErrorsOnly removed) proves the warning reached every test cell's stderr, where stock
+    # nbgrader scores it 0; the forged unit is left to the next test.
+    control = read_notebook(notebook_at(graded.root, "autograded", CONTROL_STUDENT))
+    control_scores = unit_scores(graded.root, CONTROL_STUDENT)
+    for unit in UNIT_POINTS:
+        if unit in lost:
+            continue
+        assert WARNING_TEXT in stream_text(cell_with_id(control, "test_" + unit), "stderr"), unit
+        assert control_scores[unit].points == 0, f"{unit}: stock nbgrader should have scored the warning 0"
+
+
+def test_forged_execute_result_earns_nothing(graded):
+    assert unit_scores(graded.root, "x_tricks")[FORGED_WRONG_UNIT].points == 0
+    # Without ScoreOnErrorsOnly the same wrong answer is paid the forged value: the attack works on stock nbgrader.
+    assert unit_scores(graded.root, CONTROL_STUDENT)[FORGED_WRONG_UNIT].points == FORGED_POINTS
+
+
+def test_deleted_emptied_and_retyped_test_cells_are_restored_and_graded(graded):
+    assert_points(graded.root, "x_tamper", full_marks_except())
+    autograded = read_notebook(notebook_at(graded.root, "autograded", "x_tamper"))
+    for how, unit in TAMPERED.items():
+        cell = cell_with_id(autograded, "test_" + unit)
+        assert cell.cell_type == "code", f"the {how} test cell of {unit} was not restored as code"
+        # the hidden test ran: grade_unit printed the standalone grader's verdict
+        assert f"{unit}: ok" in stream_text(cell, "stdout"), f"the {how} test cell of {unit} did not run its test"
+        assert not unit_scores(graded.root, "x_tamper")[unit].needs_manual_grade
+
+
+def test_feedback_shows_no_hidden_tests(graded):
+    # The autograded notebooks hold the hidden tests (so there is something to leak) ...
+    assert "grade_unit" in notebook_at(graded.root, "autograded", "ben").read_text()
+    feedback = sorted((graded.root / "feedback").glob(f"*/{ASSIGNMENT}/{ASSIGNMENT}.html"))
+    assert {path.parts[-3] for path in feedback} == set(MAIN_STUDENTS)  # ben and cleo fail hidden tests
+    for path in feedback:
+        html = path.read_text()
+        leaked = [marker for marker in HIDDEN_TEST_MARKERS if marker in html]
+        assert not leaked, f"{path.relative_to(graded.root)} shows hidden-test text: {leaked}"
+    # ... and ben's feedback does show that hidden tests failed, without their source.
+    assert "AssertionError" in (graded.root / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+
+
+@pytest.mark.parametrize("where", ["committed", "generated"])
+def test_solutions_show_no_hidden_tests(graded, where):
+    path = notebook_at(REPO if where == "committed" else graded.root, "solutions")
+    sources = "\n".join(cell.source for cell in read_notebook(path).cells)
+    assert "dlogprobs[range(n), Yb] = -1.0 / n" in sources, f"{path} does not hold the solutions"
+    assert 'check("logprobs")' in sources, f"{path} lost the visible part of the test cells"
+    text = path.read_text() + sources  # the raw file also covers outputs, metadata and cell ids
+    leaked = [marker for marker in HIDDEN_TEST_MARKERS if marker in text]
+    assert not leaked, f"{path} shows hidden-test text: {leaked}"
+
+
+def test_config_sets_cell_timeout_and_immediate_shutdown(monkeypatch):
+    from nbgrader.preprocessors import Execute
+
+    monkeypatch.delenv(CELL_TIMEOUT_VAR, raising=False)
+    execute = Execute(config=load_course_config())
+    assert execute.timeout == 180
+    assert execute.shutdown_kernel == "immediate"
+    monkeypatch.setenv(CELL_TIMEOUT_VAR, "15")
+    assert Execute(config=load_course_config()).timeout == 15
+
+
+def test_bad_cell_timeout_keeps_the_default_and_says_so(monkeypatch, capsys):
+    from nbgrader.preprocessors import Execute
+
+    monkeypatch.setenv(CELL_TIMEOUT_VAR, "soon")
+    config = load_course_config()
+    assert Execute(config=config).timeout == 180
+    assert CELL_TIMEOUT_VAR in capsys.readouterr().err
+    assert config.OverwriteCells.add_missing_cells  # the rest of the hardening is still loaded
+
+
+def test_endless_loop_costs_only_its_own_unit(graded):
+    assert_points(graded.root, "x_loop", full_marks_except(LOOPING_UNIT))
+    autograded = read_notebook(notebook_at(graded.root, "autograded", "x_loop"))
+    errors = [out.ename for out in cell_with_id(autograded, LOOPING_UNIT).outputs if out.output_type == "error"]
+    assert "CellTimeoutError" in errors, f"the looping cell was not stopped by the cell timeout; its errors: {errors}"
+
+
+def test_text_source_with_solutions_stays_in_source(graded):
+    assert assign.text_source(graded.root).is_file()
+    # no module beside the notebook: a backprop_ninja.py there would shadow the package in the kernel
+    assert not list((graded.root / "source" / ASSIGNMENT).glob("*.py"))
+    copied = [str(path.relative_to(graded.root)) for folder in ("release", "autograded", "solutions", "feedback")
+              for path in (graded.root / folder).rglob("*.py")]
+    assert not copied, f"CourseDirectory.ignore let the text source through: {copied}"
+
+
+def test_gradebook_is_never_committed():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert not [name for name in tracked.splitlines() if name.endswith(".db")]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "gradebook.db"], cwd=REPO)
+    assert ignored.returncode == 0, "gradebook.db is not git-ignored"
+
+
+# ---- 4. nbgrader and the standalone grader give the same points ----
+
+@pytest.mark.parametrize("student", [*MAIN_STUDENTS, *CRAFTED_STUDENTS])
+def test_nbgrader_points_equal_standalone_grader_points(graded, student):
+    nbgrader_points = {unit: score.points for unit, score in unit_scores(graded.root, student).items()}
+    assert nbgrader_points == graded.standalone[student]

@@ -1,0 +1,191 @@
+"""The sandbox on its own: the wire format, the worker's environment, and the grader's control over it."""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backprop_ninja.grade import sandbox
+from backprop_ninja.grade.sandbox import WorkerFailure, decode_frame, encode_frame, read_frame_blocking
+
+LIMITS = sandbox.Limits(memory_bytes=6 << 30, cpu_seconds=60)
+
+
+def test_frames_round_trip_arrays_exactly():
+    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array(2.5), np.zeros((0, 4)),
+              np.array([[1, 2]], dtype=np.int64)]
+    frame = encode_frame({"seq": 3, "name": "dW1"}, arrays)
+    head_len, payload_len = sandbox.PREFIX.unpack_from(frame)
+    header, decoded = decode_frame(frame[8:8 + head_len], frame[8 + head_len:])
+    assert header["seq"] == 3 and header["name"] == "dW1"
+    assert len(decoded) == len(arrays)
+    for mine, theirs in zip(decoded, arrays):
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and np.array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("head, payload", [
+    (b"{not json", b""),
+    (b'{"arrays": [{"dtype": "object", "shape": [1]}]}', b"12345678"),
+    (b'{"arrays": [{"dtype": "float64", "shape": [2]}]}', b"12345678"),        # too short
+    (b'{"arrays": [{"dtype": "float64", "shape": [1]}]}', b"1234567812345678"),  # too long
+    (b'["a list"]', b""),
+])
+def test_decode_rejects_what_we_never_send(head, payload):
+    with pytest.raises(ValueError):
+        decode_frame(head, payload)
+
+
+def test_reader_gives_up_at_the_deadline_and_on_garbage():
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        with pytest.raises(WorkerFailure) as waited:
+            sandbox.FrameReader(mine).read(time.monotonic() + 0.2)
+        assert waited.value.kind == "timeout"
+        theirs.sendall(b"\xff" * 16)
+        with pytest.raises(WorkerFailure) as garbage:
+            sandbox.FrameReader(mine).read(time.monotonic() + 5)
+        assert garbage.value.kind == "crashed"
+
+
+# ---- serve functions: each runs inside a worker ----
+
+def describe_yourself(sock):
+    header, _ = read_frame_blocking(sock)
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+    print("nobody reads this")
+    sock.sendall(encode_frame({
+        "pid": os.getpid(), "seq": header["seq"], "pgid": os.getpgid(0), "cwd": os.getcwd(),
+        "memory": resource.getrlimit(resource.RLIMIT_AS)[0], "stdout": os.readlink("/proc/self/fd/1"),
+        "stdin": os.readlink("/proc/self/fd/0"), "fds": fds, "socket": sock.fileno(),
+    }))
+    read_frame_blocking(sock)
+
+
+def fork_then_hang(sock):
+    header, _ = read_frame_blocking(sock)
+    child = os.fork()
+    if child == 0:
+        while True:
+            time.sleep(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock.sendall(encode_frame({"pid": os.getpid(), "seq": header["seq"], "child": child}))
+    read_frame_blocking(sock)
+    while True:
+        pass
+
+
+def exit_abruptly(sock):
+    read_frame_blocking(sock)
+    os._exit(3)
+
+
+def forge_then_answer(sock):
+    header, _ = read_frame_blocking(sock)
+    seq = header["seq"]
+    sock.sendall(encode_frame({"pid": os.getpid() + 1, "seq": seq, "answer": "forged"}))
+    sock.sendall(encode_frame({"pid": os.getpid(), "seq": seq + 7, "answer": "another job's"}))
+    sock.sendall(encode_frame({"pid": os.getpid(), "seq": seq, "answer": "real"}))
+    read_frame_blocking(sock)
+
+
+def multiply_big_matrices(sock):
+    header, _ = read_frame_blocking(sock)
+    a = torch.randn(1500, 1500)
+    total = float((a @ a).sum())
+    sock.sendall(encode_frame({"pid": os.getpid(), "seq": header["seq"], "finite": bool(np.isfinite(total))}))
+    read_frame_blocking(sock)
+
+
+def ask(worker, seconds=10.0):
+    return worker.request({}, [], time.monotonic() + seconds)[0]
+
+
+def gone(pid: int) -> bool:
+    """The process no longer exists, or only as a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_until_gone(pid: int) -> bool:
+    for _ in range(100):  # polls for up to 10 s: killing is asynchronous
+        if gone(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# ---- tests ----
+
+def test_worker_runs_isolated_in_its_own_group_and_temp_dir():
+    with sandbox.Sandbox(describe_yourself, LIMITS) as box:
+        worker = box.start_worker()
+        facts = ask(worker)
+        workdir = Path(box.workdir)
+    assert facts["pgid"] == facts["pid"] == worker.pid
+    assert Path(facts["cwd"]).parent == workdir and Path(facts["cwd"]) != Path.cwd()
+    assert facts["memory"] == LIMITS.memory_bytes
+    assert facts["stdout"] == facts["stdin"] == os.devnull
+    assert facts["fds"] == [0, 1, 2, facts["socket"]]  # nothing inherited from the grader
+    assert not workdir.exists()
+
+
+def test_timeout_kills_the_worker_and_what_it_forked():
+    with sandbox.Sandbox(fork_then_hang, LIMITS) as box:
+        worker = box.start_worker()
+        grandchild = ask(worker)["child"]
+        with pytest.raises(WorkerFailure) as failure:
+            worker.request({}, [], time.monotonic() + 0.5)
+        assert failure.value.kind == "timeout"
+        worker.kill()
+        assert wait_until_gone(worker.pid) and wait_until_gone(grandchild)
+
+
+def test_a_worker_that_exits_is_a_crash_and_the_next_one_starts_fresh():
+    with sandbox.Sandbox(exit_abruptly, LIMITS) as box:
+        first = box.start_worker()
+        with pytest.raises(WorkerFailure) as failure:
+            ask(first)
+        assert failure.value.kind == "crashed"
+        second = box.start_worker()
+        assert second.pid != first.pid
+        with pytest.raises(WorkerFailure):
+            ask(second)
+
+
+def test_records_from_other_pids_or_jobs_are_ignored():
+    with sandbox.Sandbox(forge_then_answer, LIMITS) as box:
+        assert ask(box.start_worker())["answer"] == "real"
+
+
+def test_torch_works_in_a_worker_after_the_grader_used_threads():
+    torch.set_num_threads(2)
+    a = torch.randn(1500, 1500)
+    (a @ a).sum()  # starts the OpenMP pool in this process
+    torch.set_num_threads(1)  # what the engine does before forking
+    with sandbox.Sandbox(multiply_big_matrices, LIMITS) as box:
+        assert ask(box.start_worker(), seconds=30)["finite"] is True
+
+
+def read_nothing(sock):
+    while True:
+        time.sleep(1)
+
+
+def test_a_worker_that_stops_reading_cannot_hang_the_grader():
+    with sandbox.Sandbox(read_nothing, LIMITS) as box:
+        worker = box.start_worker()
+        big = np.zeros(4 << 20)  # far more than a socket buffer holds
+        with pytest.raises(WorkerFailure) as failure:
+            worker.request({}, [big], time.monotonic() + 1.0)
+        assert failure.value.kind == "timeout"
