@@ -30,6 +30,8 @@ def _notebook_path() -> str | None:
 
 def _grade_once() -> None:
     global _verdicts, _failure
+    # Set first: if the run below is interrupted (a cell time limit), later cells report it instead of rerunning.
+    _verdicts, _failure = {}, "the grader was interrupted before it finished"
     path = _notebook_path()
     if path is None:
         _verdicts, _failure = {}, "the grader could not find the notebook file in the working folder"
@@ -38,7 +40,7 @@ def _grade_once() -> None:
                           capture_output=True, text=True, timeout=600)
     try:
         results = json.loads(proc.stdout)
-        _verdicts = {t["name"]: t for t in results["tests"]}
+        _verdicts, _failure = {t["name"]: t for t in results["tests"]}, None
     except (ValueError, KeyError):
         _verdicts, _failure = {}, f"the grader did not run (exit code {proc.returncode})"
 

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from backprop_ninja.grade import engine
 
     parser.add_argument("notebook", help="the submitted .ipynb file")
-    parser.add_argument("--out", metavar="DIR", help="also write DIR/results.json (Gradescope's format)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="also write DIR/results.json (Gradescope's format) and DIR/feedback.html")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
     parser.add_argument("--unit-timeout", type=float, default=engine.UNIT_TIMEOUT, metavar="SECONDS",
                         help="time limit of one unit on all replays (default %(default)s)")
@@ -33,13 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def grade_one(path: str | Path, out_dir: str | Path | None = None, **limits) -> SubmissionResult:
-    """Grade one notebook; with out_dir, write out_dir/results.json. `limits` go to grade_notebook."""
+    """Grade one notebook; with out_dir, write out_dir/results.json and out_dir/feedback.html.
+    `limits` go to grade_notebook."""
+    from backprop_ninja.export.feedback import write_feedback
     from backprop_ninja.export.gradescope import write_results
     from backprop_ninja.grade.engine import grade_notebook
 
     result = grade_notebook(path, **limits)
     if out_dir is not None:
         write_results(result, out_dir)
+        write_feedback(result, out_dir)
     return result
 
 
