@@ -18,15 +18,15 @@ EXIT_NOT_GRADED = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from backprop_ninja.grade import engine
+    from backprop_ninja.grade import limits  # not the engine: a batch's main process never imports torch
 
     parser.add_argument("notebook", help="the submitted .ipynb file")
     parser.add_argument("--out", metavar="DIR",
                         help="also write DIR/results.json (Gradescope's format) and DIR/feedback.html")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
-    parser.add_argument("--unit-timeout", type=float, default=engine.UNIT_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--unit-timeout", type=float, default=limits.UNIT_TIMEOUT, metavar="SECONDS",
                         help="time limit of one unit on all replays (default %(default)s)")
-    parser.add_argument("--total-timeout", type=float, default=engine.TOTAL_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--total-timeout", type=float, default=limits.TOTAL_TIMEOUT, metavar="SECONDS",
                         help="time limit of the whole submission (default %(default)s)")
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 

@@ -19,6 +19,7 @@ import torch
 
 from backprop_ninja import model, units
 from backprop_ninja.grade import compare, evidence, extract, replay, sandbox, static
+from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
 from backprop_ninja.grade.verdict import (CRASHED, ERROR, MISSING, OK, TIMEOUT, USES_AUTOGRAD, WRONG,
                                           SubmissionResult, Verdict)
 
@@ -27,9 +28,6 @@ from backprop_ninja.grade.verdict import (CRASHED, ERROR, MISSING, OK, TIMEOUT, 
 REPLAYS: tuple[tuple[int, int], ...] = ((model.NOTEBOOK_SEED, 32), (101, 32), (202, 17), (303, 50))
 SEED_ENV = "BACKPROP_NINJA_REPLAY_SEED"  # set it to make a grading's fresh seeds repeatable
 
-UNIT_TIMEOUT = 10.0          # seconds for one unit on all replays
-TOTAL_TIMEOUT = 60.0         # seconds for the whole submission
-MEMORY_LIMIT = 6 << 30       # address space of a worker, bytes
 MISMATCH_MAX_SIDE = 64
 
 
