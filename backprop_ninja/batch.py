@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import backprop_ninja
+from backprop_ninja.export.feedback import write_feedback
+from backprop_ninja.grade.verdict import SubmissionResult
 
 ASSIGNMENT = "backprop_ninja"          # the nbgrader assignment name: submitted/<student>/backprop_ninja/
 RESULTS_NAME = "results.json"
@@ -415,6 +417,8 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
             gradescope["extra_data"] = dict(gradescope.get("extra_data") or {})
             gradescope["extra_data"][RECORD_KEY] = make_record(sub, key, version, content_hash, run_id,
                                                                result, units)
+            # the feedback page first: once results.json exists, the submission counts as done
+            write_feedback(SubmissionResult.from_dict(result), out_dir / sub.student_id)
             write_json_atomically(out_dir / sub.student_id / RESULTS_NAME, gradescope)
             _log_commit(state, sub.student_id, key, run_id)
             summary.graded += 1

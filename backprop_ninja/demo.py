@@ -39,6 +39,12 @@ def nbgrader_points(root: Path, students: list[str]) -> dict[str, dict[str, floa
     return points
 
 
+def results_points(folder: Path, students: list[str]) -> dict[str, dict[str, float]]:
+    """student -> grade_id -> points, read from folder/<student>/results.json (Gradescope's schema)."""
+    return {s: {t["name"]: t["score"] for t in json.loads((folder / s / "results.json").read_text())["tests"]}
+            for s in students}
+
+
 def print_matrix(title: str, points: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}")
     print(f"{'student':10s} {'total':>7s}  units lost")
@@ -68,8 +74,7 @@ def main(root: Path = REPO) -> int:
     subprocess.run([sys.executable, "-m", "backprop_ninja", "report", str(out / "grades"),
                     "--out", str(out / "report")], cwd=root, env=env, check=False)
 
-    ours = {s: {t["name"]: t["score"] for t in json.loads((out / "grades" / s / "results.json").read_text())["tests"]}
-            for s in students}
+    ours = results_points(out / "grades", students)
     same = all(ours[s] == {k: from_nbgrader[s].get(k) for k in ours[s]} for s in students)
     print(f"\nnbgrader and backprop-ninja agree on every unit of every student: {'yes' if same else 'NO'}")
     print(f"per-student results.json, grades.csv: {out / 'grades'}")

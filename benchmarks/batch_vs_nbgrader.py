@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "backprop_ninja"
+from backprop_ninja.assign import ASSIGNMENT, REPO
+from backprop_ninja.demo import nbgrader_points, results_points
+
 GOAL_RATIO = 30.0
 GOAL_SECONDS_PER_1000 = 60.0
 # Runs a command and reports the peak RSS of its largest descendant, so each tool is measured on its own.
@@ -57,22 +58,6 @@ def measured(command: list[str], env: dict, cwd: Path) -> tuple[float, int, subp
     seconds = time.perf_counter() - started
     peak = next((int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("MAXRSS_KB")), 0)
     return seconds, peak, done
-
-
-def batch_points(out: Path, students: list[str]) -> dict[str, dict[str, float]]:
-    return {s: {t["name"]: t["score"] for t in json.loads((out / s / "results.json").read_text())["tests"]}
-            for s in students}
-
-
-def nbgrader_points(course: Path, students: list[str]) -> dict[str, dict[str, float]]:
-    from nbgrader.api import Gradebook
-
-    points = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
-        for student in students:
-            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
-            points[student] = {g.name[len("test_"):]: g.score for g in notebook.grades if g.name.startswith("test_")}
-    return points
 
 
 def prepare_course(source_course: Path, work: Path, env: dict) -> Path:
@@ -141,7 +126,7 @@ def main() -> int:
         print(f"ratio: the batch grades {ratio:.1f}x as many submissions per second as nbgrader "
               f"(goal >= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'})")
 
-        from_nbgrader, from_batch = nbgrader_points(course, subset), batch_points(out, subset)
+        from_nbgrader, from_batch = nbgrader_points(course, subset), results_points(out, subset)
         differ = [(s, u, from_batch[s].get(u), p) for s in subset for u, p in from_nbgrader[s].items()
                   if from_batch[s].get(u) != p]
         print(f"same points for every unit of the {len(subset)} students graded by both: "

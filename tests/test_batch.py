@@ -355,6 +355,9 @@ def test_cli_grades_an_nbgrader_tree_with_the_real_engine_and_resumes(tmp_path, 
     assert [rows["ben"][f"{v.unit}_status"] for v in ben.verdicts] == [v.status for v in ben.verdicts]
     gradescope = json.loads((out / "ben" / "results.json").read_text())
     assert gradescope["score"] == ben.score and len(gradescope["tests"]) == len(ben.verdicts)
+    feedback = (out / "ben" / "feedback.html").read_text()  # each student also gets the feedback page
+    assert f"<b>{ben.score:g} / {ben.max_score:g}</b>" in feedback and "<svg" in feedback
+    assert "could not be graded" in (out / "zed" / "feedback.html").read_text()
 
     assert main(["grade", str(tree), "--out", str(out), "--jobs", "2"]) == batch.EXIT_SOME_NOT_GRADED
     assert "graded 0, already done 4, failed 1 of 4" in capsys.readouterr().out

@@ -168,8 +168,9 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
             for r in replays:  # only now: the spawner is forked and will never see these
                 add_reference_gradients(r)
             runner = _Runner(box, to_replay, answers, replays, unit_timeout, deadline, skip)
-            outcomes = runner.run_all({u.grade_id for u in graded})
-            proofs = [evidence.build_evidence(r) for r in replays]
+            graded_ids = {u.grade_id for u in graded}
+            outcomes = runner.run_all(graded_ids)
+            proofs = [evidence.build_evidence(r, graded_ids) for r in replays]
         verdicts.update({u.grade_id: _judge(u, outcomes[u.grade_id], [p[u.grade_id] for p in proofs], plan)
                          for u in graded})
     return verdicts
@@ -191,6 +192,7 @@ class _Runner:
         self.skip = skip  # cells that hung or crashed: never re-run (shared between the two sets of replays)
         self.worker: sandbox.Worker | None = None
         self.worker_saw_references = False
+        self.sent: set[str] = set()
         self.broken: str | None = None  # set if no worker can be started any more
 
     def run_all(self, graded: set[str]) -> dict[str, object]:
@@ -215,10 +217,13 @@ class _Runner:
             if self.worker is None:
                 return _Failure(TIMEOUT, _out_of_total_time())
         upstream = [evidence.upstream_for(unit, r) for r in self.replays]
-        arrays = [t.detach().float().contiguous().numpy() for u in upstream for t in u.values()]
+        # A worker keeps the references it was sent; send only those it lacks (Exercise 1's grow by one a unit).
+        new = [[name for name in u if name not in self.sent] for u in upstream]
+        arrays = [u[name].detach().contiguous().numpy() for u, names in zip(upstream, new) for name in names]
         header = {"unit": unit.grade_id, "mode": "graded", "source": self.answers[unit.grade_id],
-                  "upstream": [list(u) for u in upstream]}
-        self.worker_saw_references |= bool(arrays)
+                  "upstream": [list(u) for u in upstream], "new": new}
+        self.sent.update(name for names in new for name in names)
+        self.worker_saw_references |= bool(self.sent)
         try:
             reply, answer_arrays = self.worker.request(header, arrays, self._deadline())
         except sandbox.WorkerFailure as failure:
@@ -233,6 +238,7 @@ class _Runner:
         while time.monotonic() < self.deadline:
             try:
                 self.worker, self.worker_saw_references = self.box.start_worker(), False
+                self.sent: set[str] = set()  # reference names this worker holds
             except RuntimeError as error:  # e.g. a cell killed the spawner, its parent
                 self.broken = f"{error}; an earlier cell may have killed it"
                 return

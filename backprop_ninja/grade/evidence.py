@@ -85,10 +85,13 @@ def _batchnorm_backward_without_bessel(v) -> torch.Tensor:
 _PARAMETER_UNITS = {u.var: u for u in units.EXERCISE_1 if u.var in model.PARAMETER_NAMES}
 
 
-def build_evidence(replay: model.Replay) -> dict[str, Evidence | dict[str, Evidence]]:
-    """Evidence for every unit on one replay, keyed by grade_id; Exercise 4's is keyed by d<parameter>."""
+def build_evidence(replay: model.Replay, only: set[str] | None = None) -> dict[str, Evidence | dict[str, Evidence]]:
+    """Evidence for every unit (or those whose grade_id is in `only`) on one replay, keyed by grade_id;
+    Exercise 4's is keyed by d<parameter>."""
     evidence: dict[str, Evidence | dict[str, Evidence]] = {}
     for unit in units.UNITS:
+        if only is not None and unit.grade_id not in only:
+            continue
         if unit.exercise == 4:
             evidence[unit.grade_id] = {
                 name: unit_evidence(_PARAMETER_UNITS[name[1:]], replay, replay.grads[name[1:]])
@@ -113,4 +116,13 @@ def upstream_for(unit: units.Unit, replay: model.Replay) -> dict[str, torch.Tens
         names = ["hpreact"]
     else:
         names = []
-    return {"d" + name: replay.grads[name].float().clone() for name in names}
+    return {"d" + name: _float32_grads(replay)[name] for name in names}
+
+
+def _float32_grads(replay: model.Replay) -> dict[str, torch.Tensor]:
+    """The replay's reference gradients in float32, converted once (callers must not modify them)."""
+    cached = getattr(replay, "_float32_grads", None)
+    if cached is None or cached[0] is not replay.grads:
+        cached = (replay.grads, {name: g.float() for name, g in replay.grads.items()})
+        replay._float32_grads = cached
+    return cached[1]

@@ -97,11 +97,12 @@ class Session:
         self.namespaces: list[dict] = [{} for _ in replays]
         self.injected: list[dict[str, torch.Tensor]] = [{} for _ in replays]
         self.made: list[dict[str, object]] = [{} for _ in replays]  # gradient names the student's code set
+        self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         unit = units.BY_ID[header["unit"]]
         graded = header["mode"] == "graded"
-        upstream = _split_upstream(header.get("upstream", []), arrays)
+        upstream = self._receive_references(header, arrays)
         try:
             code = compile(header["source"], f"<answer cell {unit.grade_id}>", "exec")
         except (SyntaxError, ValueError) as error:
@@ -113,6 +114,13 @@ class Session:
                 outcomes.append(outcome)
                 answers += arrays_r
         return {"outcomes": outcomes}, answers
+
+    def _receive_references(self, header: dict, arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        """Store the references that came with this job; return fresh copies of those this unit may use."""
+        for kept, new in zip(self.references, _split_arrays(header.get("new", []), arrays)):
+            kept.update(new)
+        return [{name: kept[name].clone() for name in names if name in kept}
+                for kept, names in zip(self.references, header.get("upstream", []))]
 
     def _run_on_replay(self, unit: units.Unit, code, r: int, upstream: dict, graded: bool):
         ns = self.namespaces[r]
@@ -216,7 +224,7 @@ def _to_float64(value, name: str) -> tuple[np.ndarray | None, str | None]:
         return None, f"{name} could not be read as numbers ({type(error).__name__})"
 
 
-def _split_upstream(names_per_replay: list[list[str]], arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+def _split_arrays(names_per_replay: list[list[str]], arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
     out, i = [], 0
     for names in names_per_replay:
         out.append({name: torch.from_numpy(arrays[i + k].copy()) for k, name in enumerate(names)})

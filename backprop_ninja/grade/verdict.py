@@ -48,5 +48,12 @@ class SubmissionResult:
     def max_score(self) -> float:
         return sum(v.max_points for v in self.verdicts)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> SubmissionResult:
+        """The inverse of dataclasses.asdict, tolerant of fields a record may lack (e.g. a batch's fault rows)."""
+        fields = Verdict.__dataclass_fields__
+        verdicts = [Verdict(**{k: v for k, v in item.items() if k in fields}) for item in data.get("verdicts", [])]
+        return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0))
+
     def by_unit(self) -> dict[str, Verdict]:
         return {v.unit: v for v in self.verdicts}
