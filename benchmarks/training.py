@@ -33,10 +33,10 @@ def notebook_functions() -> dict:
 
 
 def manual_step(ns, params, Xb, Yb, lr):
-    with torch.no_grad():
+    with torch.inference_mode():  # as the notebook's training loop
         loss, cache = ns["forward"](params, Xb, Yb)
         for p, grad in zip(params, ns["manual_backward"](params, cache)):
-            p -= lr * grad
+            p.add_(grad, alpha=-lr)
     return loss
 
 
@@ -47,7 +47,7 @@ def autograd_step(ns, params, Xb, Yb, lr):
     loss.backward()
     with torch.no_grad():
         for p in params:
-            p -= lr * p.grad
+            p.add_(p.grad, alpha=-lr)
     return loss
 
 

@@ -792,18 +792,20 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex3_hprebn")
 # %% nbgrader={"grade": false, "grade_id": "ex4_forward", "locked": true, "schema_version": 3, "solution": false}
 def forward(parameters, Xb, Yb):
     """The same network, compactly. Returns the loss and the intermediates a backward pass needs."""
+    # Fused calls where they save time in a loop of 200,000 steps: torch.addmm(b, x, W) is x @ W + b, and
+    # torch.addcmul(c, a, b) is c + a * b. The numbers are those of the step-by-step forward pass above.
     C, W1, b1, W2, b2, bngain, bnbias = parameters
     emb = C[Xb]
     embcat = emb.view(emb.shape[0], -1)
-    hprebn = embcat @ W1 + b1
+    hprebn = torch.addmm(b1, embcat, W1)
     bnmean = hprebn.mean(0, keepdim=True)
     bndiff = hprebn - bnmean
     bnvar = (bndiff**2).sum(0, keepdim=True) / (Xb.shape[0] - 1)  # as hprebn.var(0), which is slower here
     bnvar_inv = (bnvar + 1e-5) ** -0.5
     bnraw = bndiff * bnvar_inv
-    hpreact = bngain * bnraw + bnbias
+    hpreact = torch.addcmul(bnbias, bngain, bnraw)
     h = torch.tanh(hpreact)
-    logits = h @ W2 + b2
+    logits = torch.addmm(b2, h, W2)
     loss = F.cross_entropy(logits, Yb)
     cache = dict(Xb=Xb, Yb=Yb, emb=emb, embcat=embcat, hprebn=hprebn, bnmean=bnmean, bnvar=bnvar,
                  bnvar_inv=bnvar_inv, bnraw=bnraw, hpreact=hpreact, h=h, logits=logits)
@@ -835,8 +837,8 @@ def manual_backward(parameters, cache):
     dhpreact = (1.0 - h**2) * (dlogits @ W2.T)
     dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
     dbnbias = dhpreact.sum(0, keepdim=True)
-    dhprebn = bngain * cache["bnvar_inv"] / n * (
-        n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+    # Exercise 3's formula; its two batch sums are exactly dbnbias and dbngain, so reuse them
+    dhprebn = bngain * cache["bnvar_inv"] / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)
     dW1, db1 = cache["embcat"].T @ dhprebn, dhprebn.sum(0)
     demb = (dhprebn @ W1.T).view(cache["emb"].shape)
     dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
@@ -890,14 +892,14 @@ torch.set_num_threads(1)  # tiny matrices: more threads only add overhead
 parameters = init_parameters(n_hidden=200)
 gen = torch.Generator().manual_seed(2147483647)
 lossi = []
-with torch.no_grad():  # no autograd anywhere: the gradients are yours
+with torch.inference_mode():  # no autograd anywhere (the gradients are yours), and less overhead than no_grad
     for step in tqdm(range(max_steps), mininterval=2):
         ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=gen)
         loss, cache = forward(parameters, Xtr[ix], Ytr[ix])
         grads = manual_backward(parameters, cache)
         lr = 0.1 if step < decay_step else 0.01
         for p, grad in zip(parameters, grads):
-            p -= lr * grad
+            p.add_(grad, alpha=-lr)  # p -= lr * grad, in one operation instead of two
         lossi.append(loss)  # kept as tensors: calling .item() every step would slow the loop down
 
 if not GRADING:  # the plot is for you; the grader has no screen
