@@ -14,6 +14,12 @@ from backprop_ninja.nbgrader_plugins import ScoreOnErrorsOnly, ShortTracebacks
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
+# Kernels inherit nbgrader's environment: point the notebook's data cell at the kit's verified names.txt
+# (from `backprop-ninja setup-data`), since the autograded folders hold no copy and graders are often offline.
+_NAMES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "names.txt")
+if os.path.isfile(_NAMES):
+    os.environ.setdefault("BACKPROP_NINJA_NAMES", _NAMES)
+
 
 def _cell_timeout_seconds(default: int = 180) -> int:
     """Per-cell limit in seconds; BACKPROP_NINJA_CELL_TIMEOUT overrides it (the tests use a short one).

@@ -77,7 +77,32 @@ def build(root: Path = REPO, names_path: str | None = None, solutions: bool = Tr
     print("release   ->", notebook_path(root, "release").relative_to(root))
     if solutions:
         run_nbgrader(["generate_solution", ASSIGNMENT, "--force"], root, {**env, "BACKPROP_NINJA_STEPS": SHORT_STEPS})
+        tidy_executed(notebook_path(root, "solutions"))
         print("solutions ->", notebook_path(root, "solutions").relative_to(root))
+
+
+def tidy_executed(path: Path) -> None:
+    """Drop what changes from one execution to the next, so rebuilding leaves the committed file alone:
+    execution timestamps, progress bars (stderr text and widgets, with their random ids) and how stdout
+    happened to be split into chunks."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.outputs:
+            if out.output_type == "stream" and out.name == "stderr":
+                continue
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
+                continue
+            if out.output_type == "stream" and kept and kept[-1].output_type == "stream" and kept[-1].name == out.name:
+                kept[-1].text += out.text
+                continue
+            kept.append(out)
+        cell.outputs = kept
+    path.write_text(nbformat.writes(nb) + "\n")
 
 
 def add_arguments(parser) -> None:

@@ -49,9 +49,10 @@ def print_matrix(title: str, points: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}")
     print(f"{'student':10s} {'total':>7s}  units lost")
     for student, by_unit in points.items():
-        lost = [u.grade_id for u in units.UNITS if by_unit.get(u.grade_id, 0) < u.points]
-        total = sum(by_unit.get(u.grade_id, 0) for u in units.UNITS)
-        print(f"{student:10s} {total:3g}/{units.TOTAL_POINTS:<3d}  {', '.join(lost) if lost else '-'}")
+        lost = [u.grade_id for u in units.UNITS if (by_unit.get(u.grade_id) or 0) < u.points]
+        total = sum(by_unit.get(u.grade_id) or 0 for u in units.UNITS)
+        listed = "all of them" if len(lost) == len(units.UNITS) else ", ".join(lost) or "-"
+        print(f"{student:10s} {total:3g}/{units.TOTAL_POINTS:<3d}  {listed}")
 
 
 def main(root: Path = REPO) -> int:
@@ -75,9 +76,10 @@ def main(root: Path = REPO) -> int:
                     "--out", str(out / "report")], cwd=root, env=env, check=False)
 
     ours = results_points(out / "grades", students)
+    print_matrix("backprop-ninja grade (points per unit from each results.json):", ours)
     same = all(ours[s] == {k: from_nbgrader[s].get(k) for k in ours[s]} for s in students)
     print(f"\nnbgrader and backprop-ninja agree on every unit of every student: {'yes' if same else 'NO'}")
-    print(f"per-student results.json, grades.csv: {out / 'grades'}")
+    print(f"per-student results.json and feedback.html, grades.csv: {out / 'grades'}")
     print(f"cohort report (CSV, heatmap, HTML):  {out / 'report'}")
     return 0 if same and batch.returncode == 0 else 1
 

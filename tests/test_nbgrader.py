@@ -358,3 +358,11 @@ def test_gradebook_is_never_committed():
 def test_nbgrader_points_equal_standalone_grader_points(graded, student):
     nbgrader_points = {unit: score.points for unit, score in unit_scores(graded.root, student).items()}
     assert nbgrader_points == graded.standalone[student]
+
+
+def test_config_points_kernels_at_the_kits_data(monkeypatch, names_file):
+    # Run by hand, `nbgrader autograde` starts kernels in autograded/<student>/... with no names.txt beside them;
+    # the config hands them the kit's verified copy (setup-data put it in data/), so they need no network.
+    monkeypatch.delenv("BACKPROP_NINJA_NAMES", raising=False)
+    load_course_config()
+    assert os.environ["BACKPROP_NINJA_NAMES"] == str(REPO / "data" / "names.txt")
