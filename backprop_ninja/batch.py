@@ -10,7 +10,6 @@ exit codes.
 from __future__ import annotations
 
 import csv
-import ctypes
 import fcntl
 import hashlib
 import importlib
@@ -288,7 +287,9 @@ def grade(path: str, limits: dict) -> tuple[dict, dict]:
 
 
 def _worker_main(conn, grader_module: str, log_path: str, limits: dict, environ: dict) -> None:
-    _die_with_parent()
+    from backprop_ninja.grade.sandbox import die_with_parent  # so a killed batch leaves no graders behind
+
+    die_with_parent()
     # A forkserver is started once per main process and keeps the environment of that moment;
     # each batch's workers must see the environment of the batch that started them (the data path).
     os.environ.clear()
@@ -320,16 +321,6 @@ def _worker_main(conn, grader_module: str, log_path: str, limits: dict, environ:
         except BaseException as error:  # noqa: BLE001 - an engine bug is this submission's row, not a stop
             reason = f"the grader raised {type(error).__name__}: {error}"
             conn.send(("fault", student_id, reason, time.monotonic() - started))
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies, so a killed batch leaves no graders behind."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 # ---------------------------------------------------------------- the main side

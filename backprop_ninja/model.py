@@ -10,7 +10,6 @@ import random
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 VOCAB = "." + "abcdefghijklmnopqrstuvwxyz"  # '.' is index 0: it starts and ends every name
 BLOCK_SIZE = 3

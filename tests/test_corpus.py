@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 from backprop_ninja import units
-from backprop_ninja.assign import REPO, notebook_path, solution_cells
 from backprop_ninja.export import format_table
 from backprop_ninja.grade import grade_notebook
 from backprop_ninja.grade.verdict import OK, WRONG
@@ -22,14 +20,6 @@ LIMITS = {"unit_timeout": 3.0, "total_timeout": 60.0}
 REAL_NUMBER = re.compile(r"\d\.\d|\d[eE][-+]?\d")
 
 
-@pytest.fixture(scope="module")
-def release():
-    return nbformat.read(notebook_path(REPO, "release"), as_version=4)
-
-
-@pytest.fixture(scope="module")
-def solutions():
-    return solution_cells()
 
 
 @pytest.fixture(scope="module")

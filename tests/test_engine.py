@@ -6,7 +6,6 @@ every unit is judged on its own: one bad cell must cost exactly that unit.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

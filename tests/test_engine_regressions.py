@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-import nbformat
-import pytest
 
-from backprop_ninja.assign import REPO, notebook_path, solution_cells
 from backprop_ninja.export import format_table
 from backprop_ninja.grade import grade_notebook
 from backprop_ninja.grade.verdict import OK
@@ -17,14 +14,6 @@ from corpus import Submission, write_submission
 LIMITS = {"unit_timeout": 3.0, "total_timeout": 60.0}
 
 
-@pytest.fixture(scope="module")
-def release():
-    return nbformat.read(notebook_path(REPO, "release"), as_version=4)
-
-
-@pytest.fixture(scope="module")
-def solutions():
-    return solution_cells()
 
 
 def test_a_line_magic_that_runs_a_statement_still_runs_it(tmp_path, names_file, release, solutions):

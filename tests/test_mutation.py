@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from backprop_ninja import units
-from backprop_ninja.assign import REPO, notebook_path, solution_cells
+from backprop_ninja.assign import REPO, notebook_path
 from backprop_ninja.examples import filled
 from backprop_ninja.export import format_table
 from backprop_ninja.grade import engine, grade_notebook
@@ -18,11 +18,6 @@ from backprop_ninja.grade.verdict import OK
 from mutation import TEXT_OPERATORS, Mutant, all_mutants, batches, equivalence
 
 LIMITS = {"unit_timeout": 3.0, "total_timeout": 60.0}
-
-
-@pytest.fixture(scope="module")
-def solutions() -> dict[str, str]:
-    return solution_cells()
 
 
 @pytest.fixture(scope="module")

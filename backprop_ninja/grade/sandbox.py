@@ -276,7 +276,7 @@ class Sandbox:
 
 def _spawner_loop(control: socket.socket, serve, limits: Limits, workdir: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when we stop
-    _die_with_parent()
+    die_with_parent()
     while True:
         command = control.recv(1)
         _reap_finished_workers()
@@ -314,7 +314,7 @@ def _reap_finished_workers() -> None:
 def _worker_main(sock: socket.socket, serve, limits: Limits, workdir: str) -> int:
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _die_with_parent()
+    die_with_parent()
     _close_other_fds(keep=sock.fileno())
     _silence_stdio()
     os.chdir(tempfile.mkdtemp(dir=workdir))
@@ -347,7 +347,7 @@ def _close_other_fds(keep: int) -> None:
     os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: get SIGKILL if our parent dies, so nothing outlives a grader that was killed."""
     try:
         import ctypes
