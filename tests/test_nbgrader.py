@@ -24,6 +24,7 @@ from traitlets.config import Application
 from backprop_ninja import assign, examples, units
 from backprop_ninja.assign import ASSIGNMENT, REPO, solution_cells
 from backprop_ninja.nbgrader_plugins import ScoreOnErrorsOnly
+from corpus import CORPUS, write_submission
 from nbgrader_course import (CELL_TIMEOUT_VAR, cell_with_id, course_env, finish, hand_in, make_course, notebook_at,
                              read_notebook, start, start_nbgrader, stop, stream_text, unit_scores)
 
@@ -65,6 +66,13 @@ if "check" in globals():
 MAIN_STUDENTS = ("ada", "ben", "cleo", "dora")          # one autograde run, --student='[a-d]*'
 CRAFTED_STUDENTS = ("x_tricks", "x_tamper", "x_loop")  # x_t* in one run, x_loop in another
 CONTROL_STUDENT = "raw_tricks"                         # x_tricks' notebook, graded without ScoreOnErrorsOnly
+# A sample of the fixture corpus (tests/corpus.py), one autograde run of its own (y_*): mistakes, alternative forms
+# and cheats, to show nbgrader and the standalone grader agree beyond the examples. Faults are left out: a kernel
+# killed or hung costs more in nbgrader by design (docs/nbgrader.md), and the full corpus would cost ~10 minutes.
+CORPUS_SAMPLE = ("bndiff_one_branch", "ex3_bessel_dropped", "alt_two_cell_accumulation",
+                 "alt_helper_from_an_earlier_cell", "cheat_reads_grad", "cheat_hard_coded_batch",
+                 "cheat_patched_allclose")
+CORPUS_STUDENTS = tuple(f"y_{name}" for name in CORPUS_SAMPLE)
 
 
 @dataclass
@@ -111,6 +119,11 @@ def looping_notebook() -> nbformat.NotebookNode:
     cell = cell_with_id(nb, LOOPING_UNIT)
     cell.source = "import time\nwhile True:\n    time.sleep(0.1)\n" + cell.source
     return nb
+
+
+def corpus_notebook(name: str, scratch: Path, release, solutions) -> nbformat.NotebookNode:
+    submission = next(s for s in CORPUS if s.name == name)
+    return read_notebook(write_submission(submission, scratch / name, release, solutions))
 
 
 def solution_filled_release(root: Path) -> nbformat.NotebookNode:
@@ -169,13 +182,15 @@ def course_dir():
 
 
 @pytest.fixture(scope="session")
-def graded(course_dir, names_file) -> GradedCourse:
+def graded(course_dir, names_file, release, solutions) -> GradedCourse:
     root = make_course(course_dir, names_file)
     env = course_env(names_file)
     submissions = {
         "ada": example_notebook("ada"), "ben": example_notebook("ben"), "cleo": example_notebook("cleo"),
         "dora": solution_filled_release(root), "x_tricks": tricks_notebook(), "x_tamper": tampered_notebook(),
         "x_loop": looping_notebook(), CONTROL_STUDENT: tricks_notebook(),
+        **{student: corpus_notebook(name, course_dir / "corpus", release, solutions)
+           for student, name in zip(CORPUS_STUDENTS, CORPUS_SAMPLE)},
     }
     paths = {student: str(hand_in(root, student, nb)) for student, nb in submissions.items()}
     graded_alike = {s: p for s, p in paths.items() if s != CONTROL_STUDENT}
@@ -187,6 +202,7 @@ def graded(course_dir, names_file) -> GradedCourse:
     other_runs = [
         start_nbgrader(root, {**env, CELL_TIMEOUT_VAR: LOOP_CELL_TIMEOUT}, *autograde, "--student=x_loop"),
         start_nbgrader(root, env, *autograde, "--student=x_t*"),
+        start_nbgrader(root, env, *autograde, "--student=y_*"),
         start_nbgrader(root, env, *autograde, f"--student={CONTROL_STUDENT}",
                        *preprocessors_without_score_on_errors_only()),
         start_nbgrader(root, env, "generate_solution", ASSIGNMENT, "--force"),
@@ -354,7 +370,7 @@ def test_gradebook_is_never_committed():
 
 # ---- 4. nbgrader and the standalone grader give the same points ----
 
-@pytest.mark.parametrize("student", [*MAIN_STUDENTS, *CRAFTED_STUDENTS])
+@pytest.mark.parametrize("student", [*MAIN_STUDENTS, *CRAFTED_STUDENTS, *CORPUS_STUDENTS])
 def test_nbgrader_points_equal_standalone_grader_points(graded, student):
     nbgrader_points = {unit: score.points for unit, score in unit_scores(graded.root, student).items()}
     assert nbgrader_points == graded.standalone[student]
