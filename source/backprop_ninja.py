@@ -20,7 +20,8 @@
 #
 # **How you know you are right.** Autograd computes every gradient too, and each of your answers has a check cell
 # right below it that compares the two and prints `exact`, `approximate` and the largest difference. Write your
-# code only in the cells that say `# YOUR CODE HERE`; everything else is fixed.
+# code only in the cells that say `# YOUR CODE HERE` (replace the `raise NotImplementedError()` line); everything else
+# is fixed. Work top to bottom: "Run All" stops at the first cell you have not answered yet, which is expected.
 #
 # **How you are graded.** Each gradient is a unit worth its own points. The grader re-runs every answer cell on
 # fresh random inputs and other batch sizes, giving each cell the *correct* upstream gradients, so one mistake costs
@@ -116,7 +117,7 @@ Xte, Yte = build_dataset(words[n2:])
 print("vocabulary:", vocab_size, "| train", tuple(Xtr.shape), "| val", tuple(Xdev.shape), "| test", tuple(Xte.shape))
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "helpers_md", "locked": true, "schema_version": 3, "solution": false}
-# ## Two helpers
+# ## Three helpers
 #
 # `check("probs")` compares your `dprobs` with autograd's `probs.grad`, prints one line, and stops with a message if
 # they disagree. `progress()` prints where you stand on every gradient and never stops anything.
