@@ -124,15 +124,22 @@ class Replay:
     grads: dict[str, torch.Tensor]      # reference gradients, float64
 
 
-def make_replay(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN) -> Replay:
+def replay_values(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN):
+    """The float32 values a student sees and their float64 twins, for one seed and batch size (no gradients:
+    safe to hold in a process that will run student code)."""
     g = torch.Generator().manual_seed(seed)
     params = init_parameters(g, n_hidden)
     Xb, Yb = sample_batch(X, Y, g, n)
+    params64 = [p.double() for p in params]
     with torch.no_grad():
-        values = forward(params, Xb, Yb)
-        values64 = forward([p.double() for p in params], Xb, Yb)
-    for store, ps in ((values, params), (values64, [p.double() for p in params])):
+        values, values64 = forward(params, Xb, Yb), forward(params64, Xb, Yb)
+    for store, ps in ((values, params), (values64, params64)):
         store.update(zip(PARAMETER_NAMES, ps))
         store.update(Xb=Xb, Yb=Yb)
-    return Replay(seed, n, values, values64, reference_gradients(params, Xb, Yb))
+    return values, values64
 
+
+def make_replay(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN) -> Replay:
+    values, values64 = replay_values(X, Y, seed, n, n_hidden)
+    params = [values[name] for name in PARAMETER_NAMES]
+    return Replay(seed, n, values, values64, reference_gradients(params, values["Xb"], values["Yb"]))

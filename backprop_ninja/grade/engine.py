@@ -119,18 +119,9 @@ def replay_plans(base: int | None = None) -> tuple[list[tuple[int, int]], list[t
 
 @functools.lru_cache(maxsize=16)
 def _replay_values(names_file: str, seed: int, n: int):
-    """make_replay's float32 and float64 values, without the gradients (safe to cache and to fork)."""
+    """model.replay_values on the training set, cached: no gradients, so safe to cache and to fork."""
     X, Y = training_set(names_file)
-    g = torch.Generator().manual_seed(seed)
-    params = model.init_parameters(g, model.N_HIDDEN)
-    Xb, Yb = model.sample_batch(X, Y, g, n)
-    params64 = [p.double() for p in params]
-    with torch.no_grad():
-        values, values64 = model.forward(params, Xb, Yb), model.forward(params64, Xb, Yb)
-    for store, ps in ((values, params), (values64, params64)):
-        store.update(zip(model.PARAMETER_NAMES, ps))
-        store.update(Xb=Xb, Yb=Yb)
-    return values, values64
+    return model.replay_values(X, Y, seed, n)
 
 
 def replay_inputs(seed: int, n: int) -> model.Replay:
