@@ -21,7 +21,8 @@ def to_gradescope(result: SubmissionResult) -> dict:
         }
         for verdict in result.verdicts
     ]
-    results = {"score": result.score, "execution_time": round(result.execution_time, 3), "tests": tests}
+    results = {"score": result.score, "execution_time": round(result.execution_time, 3), "tests": tests,
+               "extra_data": {"isolation": result.isolation}}
     if result.error:
         results["output"] = f"This submission could not be graded: {result.error}"
     return results

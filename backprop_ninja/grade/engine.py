@@ -1,8 +1,9 @@
 """Grade one notebook: extract the answer cells, scan them, replay them in a sandbox, compare, verdict.
 
-The order matters for secrecy: the replay inputs are built, then the sandbox's spawner is forked,
-and only then does this process compute autograd's reference gradients. Every process that runs
-student code descends from the spawner, so none of them ever holds an answer.
+The order matters for secrecy: the replay inputs are built, then a box (a spawner, in its own PID
+namespace when isolated) is opened, and only then does this process compute autograd's reference
+gradients. Every process that runs student code descends from a spawner, so none of them ever holds
+an answer. Boxes come from a launcher (isolation.py, the only place that starts student code).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import compare, evidence, extract, replay, sandbox, static
+from backprop_ninja.grade import compare, evidence, extract, isolation, sandbox, static
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
 from backprop_ninja.grade.verdict import (CRASHED, ERROR, MISSING, OK, TIMEOUT, USES_AUTOGRAD, WRONG,
                                           SubmissionResult, Verdict)
@@ -29,29 +30,82 @@ REPLAYS: tuple[tuple[int, int], ...] = ((model.NOTEBOOK_SEED, 32), (101, 32), (2
 SEED_ENV = "BACKPROP_NINJA_REPLAY_SEED"  # set it to make a grading's fresh seeds repeatable
 
 MISMATCH_MAX_SIDE = 64
+MAX_STUDENT_TEXT = 300  # characters of an exception's text (the student's) that reach a result
+
+
+class EnvironmentProblem(RuntimeError):
+    """The reference answers do not score full here: the machine, not a student, is at fault."""
+
+
+_shared_launcher: isolation.Launcher | None = None
+
+
+def shared_launcher() -> isolation.Launcher:
+    """The launcher of callers that name none (tests, the hidden hook): isolated where possible, started once."""
+    global _shared_launcher
+    if _shared_launcher is None:
+        import atexit
+
+        _shared_launcher = isolation.start(isolation.PREFERRED)
+        atexit.register(_shared_launcher.close)
+    return _shared_launcher
 
 
 def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
-                   memory_limit_bytes: int = MEMORY_LIMIT) -> SubmissionResult:
-    """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds."""
+                   memory_limit_bytes: int = MEMORY_LIMIT, launcher: isolation.Launcher | None = None,
+                   check_environment: bool = True) -> SubmissionResult:
+    """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds;
+    raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade."""
+    launcher = launcher or shared_launcher()
+    limits = sandbox.Limits(memory_bytes=memory_limit_bytes, cpu_seconds=int(total_timeout) + 5)
+    if check_environment:
+        ensure_environment(launcher, limits, unit_timeout, total_timeout)
     started = time.monotonic()
-    result = SubmissionResult(submission=str(path))
     found = extract.read_answers(path)
     if found.error:
-        result.error = found.error
+        result = SubmissionResult(submission=str(path), error=found.error, isolation=launcher.description)
         result.verdicts = [_verdict(u, ERROR, f"not graded: {found.error}") for u in units.UNITS]
         result.execution_time = time.monotonic() - started
         return result
+    result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout)
+    result.submission = str(path)
+    result.execution_time = time.monotonic() - started
+    return result
 
+
+def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
+                  unit_timeout: float, deadline: float) -> SubmissionResult:
     decided = _decide_before_replay(found)
     to_replay = [u for u in units.UNITS if u.grade_id not in decided]
     if to_replay:
-        limits = sandbox.Limits(memory_bytes=memory_limit_bytes, cpu_seconds=int(total_timeout) + 5)
         code = {u.grade_id: static.strip_magics(found.answers[u.grade_id]) for u in to_replay}
-        decided.update(_replay_and_judge(to_replay, code, started + total_timeout, unit_timeout, limits))
-    result.verdicts = [decided[u.grade_id] for u in units.UNITS]
-    result.execution_time = time.monotonic() - started
-    return result
+        decided.update(_replay_and_judge(to_replay, code, deadline, unit_timeout, limits, launcher))
+    return SubmissionResult(submission="", verdicts=[decided[u.grade_id] for u in units.UNITS],
+                            isolation=launcher.description)
+
+
+_environment_checked: set[tuple] = set()
+
+
+def ensure_environment(launcher: isolation.Launcher, limits: sandbox.Limits, unit_timeout: float,
+                       total_timeout: float) -> None:
+    """The canary: grade the reference answers under these limits and this isolation, once per launcher and
+    limits. If they do not score full, stop: a student must never be blamed for the machine."""
+    key = (id(launcher), limits, unit_timeout, total_timeout)
+    if key in _environment_checked:
+        return
+    from backprop_ninja.grade.canary import REFERENCE_CELLS
+
+    result = grade_answers(extract.Extraction(answers=dict(REFERENCE_CELLS)), launcher, limits, unit_timeout,
+                           time.monotonic() + total_timeout)
+    failed = [v for v in result.verdicts if not v.passed]
+    if failed:
+        first = failed[0]
+        raise EnvironmentProblem(
+            f"this machine cannot grade: the reference answers failed {len(failed)} of {len(result.verdicts)} "
+            f"units here (first: {first.unit}: {first.status}: {first.message[:200]}). Check the memory and time "
+            f"limits (ulimit -v, --total-timeout) and the sandbox ({launcher.description}); no student was graded.")
+    _environment_checked.add(key)
 
 
 def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
@@ -145,8 +199,19 @@ class _Failure:
     message: str
 
 
+def worker_meta() -> dict:
+    """What a worker must know of the table (names, never formulas): see sandboxed/worker.py's Meta."""
+    return {"gradient_names": sorted(GRADIENT_NAMES), "ex4_returns": list(units.EX4_RETURNS),
+            "parameter_names": list(model.PARAMETER_NAMES),
+            "constants": {"vocab_size": len(model.VOCAB), "block_size": model.BLOCK_SIZE, "n_embd": model.N_EMBD}}
+
+
+GRADIENT_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.EX4_RETURNS))
+
+
 def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], deadline: float,
-                      unit_timeout: float, limits: sandbox.Limits) -> dict[str, Verdict]:
+                      unit_timeout: float, limits: sandbox.Limits,
+                      launcher: isolation.Launcher) -> dict[str, Verdict]:
     torch.set_num_threads(1)  # an OpenMP pool that existed before fork() hangs the child
     verdicts, skip = {}, set()
     for plan, exercises in zip(replay_plans(), ({1}, {2, 3, 4})):
@@ -154,8 +219,7 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
         if not graded:
             continue
         replays = [replay_inputs(seed, n) for seed, n in plan]
-        serve = functools.partial(replay.serve, [r.values for r in replays])
-        with sandbox.Sandbox(serve, limits) as box:
+        with launcher.open_box([r.values for r in replays], worker_meta(), limits) as box:
             for r in replays:  # only now: the spawner is forked and will never see these
                 add_reference_gradients(r)
             runner = _Runner(box, to_replay, answers, replays, unit_timeout, deadline, skip)
@@ -211,7 +275,7 @@ class _Runner:
         # A worker keeps the references it was sent; send only those it lacks (Exercise 1's grow by one a unit).
         new = [[name for name in u if name not in self.sent] for u in upstream]
         arrays = [u[name].detach().contiguous().numpy() for u, names in zip(upstream, new) for name in names]
-        header = {"unit": unit.grade_id, "mode": "graded", "source": self.answers[unit.grade_id],
+        header = {**_job(unit), "mode": "graded", "source": self.answers[unit.grade_id],
                   "upstream": [list(u) for u in upstream], "new": new}
         self.sent.update(name for names in new for name in names)
         self.worker_saw_references |= bool(self.sent)
@@ -238,7 +302,7 @@ class _Runner:
                     continue
                 if self.jobs[index].exercise >= 2 and not defines_helpers(self.answers[earlier.grade_id]):
                     continue
-                header = {"unit": earlier.grade_id, "mode": "history", "source": self.answers[earlier.grade_id]}
+                header = {**_job(earlier), "mode": "history", "source": self.answers[earlier.grade_id]}
                 try:
                     self.worker.request(header, [], self._deadline())
                 except sandbox.WorkerFailure:
@@ -267,6 +331,10 @@ class _Runner:
                                  f"graded without this cell")
 
 
+def _job(unit: units.Unit) -> dict:
+    return {"unit": unit.grade_id, "answer": unit.answer, "exercise": unit.exercise}
+
+
 def defines_helpers(source: str) -> bool:
     """Whether a cell binds any name other than a gradient d<var> (a function, an import, a constant)."""
     try:
@@ -277,7 +345,7 @@ def defines_helpers(source: str) -> bool:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
                              ast.Global)):
             return True
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id not in replay.GRADIENT_NAMES:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id not in GRADIENT_NAMES:
             return True
     return False
 
@@ -330,11 +398,13 @@ def _problem_verdict(unit: units.Unit, item: dict, index: int, per_replay: list[
                      plan: list[tuple[int, int]]) -> Verdict:
     kind = item["kind"]
     if kind == "autograd":
-        return _verdict(unit, USES_AUTOGRAD, f"your code called {item.get('call')} while grading: autograd is off "
-                                             f"limits, derive the gradient by hand")
+        return _verdict(unit, USES_AUTOGRAD, f"your code called {_cut(item.get('call'), 80)} while grading: "
+                                             f"autograd is off limits, derive the gradient by hand")
     if kind == "invalid":
-        return _verdict(unit, ERROR, str(item.get("message")))
-    raised = f"{item.get('where', 'your cell')} raised {item.get('type')}: {item.get('message')}"
+        return _verdict(unit, ERROR, _cut(item.get("message"), 2 * MAX_STUDENT_TEXT))
+    # A worker's record is untrusted (student code can write to its socket): cut what it says.
+    raised = (f"{_cut(item.get('where', 'your cell'), 40)} raised {_cut(item.get('type'), 80)}: "
+              f"{_cut(item.get('message'), MAX_STUDENT_TEXT)}")
     if item.get("type") == "NotImplementedError":
         raised += " (remove the `raise NotImplementedError()` line of the stub)"
     seed, n = plan[index]
@@ -345,6 +415,11 @@ def _problem_verdict(unit: units.Unit, item: dict, index: int, per_replay: list[
         return _verdict(unit, ERROR, f"works on the notebook's batch of {plan[0][1]} rows, but on a batch of "
                                      f"{n} rows {raised}; is the batch size hard-coded? use n")
     return _verdict(unit, ERROR, f"works on the notebook's own run, but on a fresh one {raised}")
+
+
+def _cut(text, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _verdict(unit: units.Unit, status: str, message: str, **extra) -> Verdict:

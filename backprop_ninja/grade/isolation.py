@@ -102,3 +102,190 @@ def inside_python() -> str:
     """The interpreter's path inside a sandbox."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     return f"{INSIDE_PYTHON}/bin/{version}"
+
+
+# ---- launchers: how the engine gets a box (a spawner) for one submission's replays ----
+
+def unavailable_reason() -> str | None:
+    """Why isolation cannot be set up here (None: it can be tried)."""
+    if not sys.platform.startswith("linux"):
+        return f"isolation needs Linux namespaces, and this is {sys.platform}"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    from backprop_ninja.sandboxed import confine
+
+    if not confine.seccomp_available():
+        return "libseccomp is not installed (Debian/Ubuntu: `apt-get install libseccomp2`)"
+    return None
+
+
+class Launcher:
+    """Makes boxes: `open_box(replays, meta, limits)` -> sandbox.Box. `description` goes into every result."""
+
+    isolated = False
+    description = ""
+
+    def open_box(self, replays, meta: dict, limits):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class UnisolatedLauncher(Launcher):
+    """The grader forks the spawner itself: for --no-isolation and self-study without bwrap."""
+
+    def __init__(self, why: str):
+        self.description = f"none ({why})"
+        from backprop_ninja.sandboxed import confine
+
+        confine.set_dumpable(False)  # a worker of our own uid still cannot read this process's memory
+
+    def open_box(self, replays, meta: dict, limits):
+        import functools
+        import socket
+        import tempfile
+
+        from backprop_ninja.grade.sandbox import Box
+        from backprop_ninja.sandboxed import confine, spawner, worker
+
+        workdir = tempfile.mkdtemp(prefix="backprop-ninja-")
+        serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(meta))
+        control, spawner_end = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the spawner: never returns into the grader's code
+            status = 1
+            try:
+                control.close()
+                confine.die_with_parent()
+                status = spawner.spawner_loop(spawner_end, serve, limits, workdir, isolated=False)
+            finally:
+                os._exit(status)
+        spawner_end.close()
+        return Box(control, spawner_pid=pid, on_close=lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+
+class IsolatedLauncher(Launcher):
+    """One bwrap sandbox (sandboxed/host.py) per launcher; every box is a fresh set of namespaces inside it."""
+
+    isolated = True
+    READY_TIMEOUT = 120.0  # the host imports torch; a loaded machine can take a while
+
+    def __init__(self, fallback: bool = False):
+        import socket
+        import subprocess
+        import tempfile
+
+        self.fallback = fallback  # self-study: if the sandbox cannot start, grade unisolated and say so
+        self.unisolated: UnisolatedLauncher | None = None
+        self.uid, self.gid = (SANDBOX_UID, SANDBOX_GID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        where = "uid %d" % self.uid if os.geteuid() == 0 else "the grader's uid, in a user namespace"
+        self.description = f"bwrap ({where}; own PID, network and mount namespaces per submission)"
+        self.channel, host_end = socket.socketpair()
+        self.stderr = tempfile.TemporaryFile()
+        argv = [inside_python(), "-S", "-s", "-m", "sandboxed.host", str(host_end.fileno()), str(self.uid),
+                str(self.gid)]
+        try:
+            self.process = subprocess.Popen(bwrap_command(argv), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                            pass_fds=(host_end.fileno(),), close_fds=True)
+        finally:
+            host_end.close()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        import time
+
+        from backprop_ninja.grade.sandbox import FrameReader, WorkerFailure
+
+        if self.ready:
+            return
+        try:
+            header, _ = FrameReader(self.channel).read(time.monotonic() + self.READY_TIMEOUT)
+        except WorkerFailure as failure:
+            raise IsolationUnavailable(f"the sandbox did not start ({failure.detail}): {self._stderr()}; {FIX}") \
+                from None
+        if not header.get("ready") or header.get("uid") != self.uid:
+            raise IsolationUnavailable(f"the sandbox started as uid {header.get('uid')}, not {self.uid}")
+        self.ready = True
+
+    def _stderr(self) -> str:
+        self.stderr.seek(0)
+        text = self.stderr.read(4000).decode(errors="replace").strip()
+        return text or f"bwrap exited with code {self.process.poll()}"
+
+    def open_box(self, replays, meta: dict, limits):
+        import dataclasses
+        import select
+        import socket
+
+        from backprop_ninja.grade.sandbox import Box, SPAWN_TIMEOUT
+        from backprop_ninja.sandboxed.wire import encode_frame
+
+        if self.unisolated is None and self.fallback:
+            try:
+                self.wait_ready()
+            except IsolationUnavailable as error:
+                self.unisolated = _unisolated_for_self_study(str(error))
+                self.isolated, self.description = False, self.unisolated.description
+        if self.unisolated is not None:
+            return self.unisolated.open_box(replays, meta, limits)
+        self.wait_ready()
+        names = [list(values) for values in replays]
+        arrays = [t.detach().contiguous().numpy() for values in replays for t in values.values()]
+        request = {"op": "box", "replays": names, "meta": meta, "limits": dataclasses.asdict(limits),
+                   "tmp_bytes": TMP_BYTES}
+        try:
+            self.channel.sendall(encode_frame(request, arrays))
+            readable, _, _ = select.select([self.channel], [], [], SPAWN_TIMEOUT)
+            if not readable:
+                raise OSError("the sandbox did not answer")
+            _, fds, _, _ = socket.recv_fds(self.channel, 16, 1)
+        except OSError as error:
+            raise RuntimeError(f"could not open a sandbox: {error}; {self._stderr()}") from None
+        if not fds:
+            raise RuntimeError(f"could not open a sandbox: {self._stderr()}")
+        return Box(socket.socket(fileno=fds[0]))
+
+    def close(self) -> None:
+        self.channel.close()  # the host sees EOF and exits; bwrap then ends everything inside
+        try:
+            self.process.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - a host that does not exit is killed: it is our own child
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+
+
+_notified = False
+
+
+def start(mode: str = REQUIRED) -> Launcher:
+    """A launcher for `mode`: REQUIRED raises IsolationUnavailable where isolation cannot be set up;
+    PREFERRED (self-study) falls back to unisolated and says so once on stderr; OFF never isolates."""
+    global _notified
+    if mode == OFF:
+        return UnisolatedLauncher("--no-isolation")
+    problem = unavailable_reason()
+    if problem is None:
+        return IsolatedLauncher(fallback=mode == PREFERRED)  # starts now; whether it works shows at first use
+    if mode == REQUIRED:
+        raise IsolationUnavailable(f"student code must run isolated, but {problem}. Fix: {FIX}.")
+    return _unisolated_for_self_study(problem)
+
+
+def _unisolated_for_self_study(problem: str) -> UnisolatedLauncher:
+    global _notified
+    if not _notified:
+        print(f"note: your notebook is graded without isolation ({problem}); that is fine for your own work.",
+              file=sys.stderr)
+        _notified = True
+    return UnisolatedLauncher("not available here")

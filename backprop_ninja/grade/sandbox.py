@@ -1,43 +1,26 @@
-"""The processes that run student code, and the wire between them and the grader.
+"""The grader's side of the processes that run student code: boxes, workers, and reading their records.
 
-Process tree:
-
-    grader (holds the reference gradients, once computed)
-      └─ spawner: forked BEFORE the grader computes any reference gradient; it never runs student
-         code, it only forks a fresh worker whenever the grader asks for one
-           └─ worker: lowers its limits, gets its own process group, runs student code (replay.py)
-
-Each worker talks to the grader over its own socket pair (the spawner hands the grader its end
-with SCM_RIGHTS), so a worker that was killed mid-message leaves nothing behind for the next one.
-The grader enforces every time limit itself, with select() and a deadline, then SIGKILLs the
-worker's whole process group: nothing the student does with signals can stop that.
-
-Wire format (both directions): 8 bytes (header length, payload length, big-endian), a JSON header,
-then the raw bytes of the arrays the header lists (dtype, shape). Never pickle: a record from the
-child is data the grader parses, not code it runs.
+A box is one spawner (sandboxed/spawner.py) reached through its control socket; isolation.py makes
+boxes (each a fresh PID namespace when isolated). Each worker talks to the grader over its own socket
+pair (the spawner hands the grader its end with SCM_RIGHTS), so a worker that was killed mid-message
+leaves nothing behind for the next one. The grader enforces every time limit itself, with select()
+and a deadline, then has the spawner SIGKILL the worker: nothing the student does with signals can
+stop that. A record from a worker is untrusted data: it is parsed (wire.py), never unpickled.
 """
 from __future__ import annotations
 
-import json
 import os
-import resource
 import select
-import shutil
-import signal
 import socket
-import struct
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-PREFIX = struct.Struct(">II")
+from backprop_ninja.sandboxed.spawner import PID, WorkerLimits as Limits  # noqa: F401 (re-exported)
+from backprop_ninja.sandboxed.wire import PREFIX, decode_frame, encode_frame, read_frame_blocking  # noqa: F401
+
 MAX_HEADER_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 1 << 28   # a worker's record larger than this is treated as garbage
-ALLOWED_DTYPES = ("float32", "float64", "int64")
 SPAWN_TIMEOUT = 10.0
 
 
@@ -48,74 +31,6 @@ class WorkerFailure(Exception):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int      # RLIMIT_AS of a worker
-    cpu_seconds: int       # RLIMIT_CPU of a worker: a backstop behind the grader's own deadlines
-    file_bytes: int = 64 << 20  # RLIMIT_FSIZE: no filling the disk from the temp directory
-
-
-# ---- wire format ----
-
-def encode_frame(header: dict, arrays: list[np.ndarray] = ()) -> bytes:
-    arrays = [np.asarray(a) for a in arrays]
-    arrays = [a if a.flags.c_contiguous else a.copy(order="C") for a in arrays]  # keeps 0-d arrays 0-d
-    header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
-    head = json.dumps(header).encode()
-    payload = b"".join(a.tobytes() for a in arrays)
-    return PREFIX.pack(len(head), len(payload)) + head + payload
-
-
-def decode_frame(head: bytes, payload: bytes) -> tuple[dict, list[np.ndarray]]:
-    """Parse a frame; ValueError if it is not one we could have sent."""
-    try:
-        header = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"unreadable header: {error}") from None
-    if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
-        raise ValueError("header is not a frame header")
-    arrays, offset = [], 0
-    for spec in header["arrays"]:
-        if not isinstance(spec, dict) or spec.get("dtype") not in ALLOWED_DTYPES:
-            raise ValueError("bad array spec")
-        shape = spec.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise ValueError("bad array shape")
-        dtype = np.dtype(spec["dtype"])
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if offset + nbytes > len(payload):
-            raise ValueError("payload shorter than its arrays")
-        arrays.append(np.frombuffer(payload, dtype, nbytes // dtype.itemsize, offset).reshape(shape))
-        offset += nbytes
-    if offset != len(payload):
-        raise ValueError("payload longer than its arrays")
-    return header, arrays
-
-
-def read_frame_blocking(sock: socket.socket) -> tuple[dict, list[np.ndarray]] | None:
-    """The worker's side: wait for the grader's next frame (trusted); None when the grader is gone."""
-    prefix = _recv_exactly(sock, PREFIX.size)
-    if prefix is None:
-        return None
-    head_len, payload_len = PREFIX.unpack(prefix)
-    head = _recv_exactly(sock, head_len)
-    payload = _recv_exactly(sock, payload_len)
-    if head is None or payload is None:
-        return None
-    return decode_frame(head, payload)
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = sock.recv(min(remaining, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 class FrameReader:
@@ -169,8 +84,9 @@ class FrameReader:
 class Worker:
     """The grader's handle on one worker process."""
 
-    def __init__(self, pid: int, sock: socket.socket):
-        self.pid = pid
+    def __init__(self, pid: int, sock: socket.socket, box: "Box"):
+        self.pid = pid  # as the spawner sees it (isolated: inside the box's PID namespace)
+        self.box = box
         self.sock = sock
         sock.setblocking(False)  # every wait goes through select() with a deadline
         self.reader = FrameReader(sock)
@@ -207,38 +123,21 @@ class Worker:
 
     def kill(self) -> None:
         if self.alive:
-            for kill in (os.killpg, os.kill):  # the group first: it holds any process the student forked
-                try:
-                    kill(self.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            self.box.kill_worker(self.pid)
             self.alive = False
         self.sock.close()
 
 
-class Sandbox:
-    """Forks the spawner on creation. Use as a context manager: leaving it kills every worker."""
+class Box:
+    """One spawner and the workers it started. Leaving it (close) ends them all."""
 
-    def __init__(self, serve: Callable[[socket.socket], None], limits: Limits):
-        self.limits = limits
-        self.workdir = tempfile.mkdtemp(prefix="backprop-ninja-")
-        self.workers: list[Worker] = []
-        control, spawner_end = socket.socketpair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the spawner: never returns into the grader's code
-            status = 1
-            try:
-                control.close()
-                status = _spawner_loop(spawner_end, serve, limits, self.workdir)
-            finally:
-                os._exit(status)
-        spawner_end.close()
-        self.spawner_pid = pid
+    def __init__(self, control: socket.socket, spawner_pid: int | None = None, on_close=None):
         self.control = control
+        self.spawner_pid = spawner_pid  # set when the spawner is our own child (unisolated)
+        self.on_close = on_close
+        self.workers: list[Worker] = []
 
-    def start_worker(self) -> Worker:
+    def start_worker(self) -> "Worker":
         try:
             self.control.sendall(b"S")
             readable, _, _ = select.select([self.control], [], [], SPAWN_TIMEOUT)
@@ -249,9 +148,15 @@ class Sandbox:
             raise RuntimeError(f"could not start a sandbox process: {error}") from None
         if not fds:
             raise RuntimeError("could not start a sandbox process: the spawner sent no socket")
-        worker = Worker(int(message.decode()), socket.socket(fileno=fds[0]))
+        worker = Worker(int(message.decode()), socket.socket(fileno=fds[0]), self)
         self.workers.append(worker)
         return worker
+
+    def kill_worker(self, pid: int) -> None:
+        try:
+            self.control.sendall(b"K" + PID.pack(pid))
+        except OSError:
+            pass  # the spawner is gone, and with it (isolated: the kernel; unisolated: close()) its workers
 
     def close(self) -> None:
         for worker in self.workers:
@@ -261,99 +166,16 @@ class Sandbox:
         except OSError:
             pass
         self.control.close()
-        try:
-            os.waitpid(self.spawner_pid, 0)
-        except ChildProcessError:
-            pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.spawner_pid is not None:
+            try:
+                os.waitpid(self.spawner_pid, 0)
+            except ChildProcessError:
+                pass
+        if self.on_close is not None:
+            self.on_close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> "Box":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _spawner_loop(control: socket.socket, serve, limits: Limits, workdir: str) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when we stop
-    die_with_parent()
-    while True:
-        command = control.recv(1)
-        _reap_finished_workers()
-        if command != b"S":  # "Q" or the grader is gone
-            return 0
-        grader_end, worker_end = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                control.close()
-                grader_end.close()
-                status = _worker_main(worker_end, serve, limits, workdir)
-            finally:
-                os._exit(status)
-        try:
-            os.setpgid(pid, pid)  # also done by the worker: whichever runs first wins the race
-        except OSError:
-            pass
-        worker_end.close()
-        socket.send_fds(control, [str(pid).encode()], [grader_end.fileno()])
-        grader_end.close()
-
-
-def _reap_finished_workers() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def _worker_main(sock: socket.socket, serve, limits: Limits, workdir: str) -> int:
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    die_with_parent()
-    _close_other_fds(keep=sock.fileno())
-    _silence_stdio()
-    os.chdir(tempfile.mkdtemp(dir=workdir))
-    apply_limits(limits)
-    serve(sock)
-    return 0
-
-
-def apply_limits(limits: Limits) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _silence_stdio() -> None:
-    """Whatever the student prints goes nowhere: it must never reach, or slow down, the grader."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    sys.stdin = open(0, closefd=False)  # Python's streams may be pytest's or a terminal's: rebind them
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False)
-
-
-def _close_other_fds(keep: int) -> None:
-    """Drop every descriptor inherited from the grader (its files, pytest's captures) but our socket."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-
-
-def die_with_parent() -> None:
-    """Linux: get SIGKILL if our parent dies, so nothing outlives a grader that was killed."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass

@@ -39,6 +39,7 @@ class SubmissionResult:
     verdicts: list[Verdict] = field(default_factory=list)  # one per unit, in table order
     error: str | None = None   # set when the file could not be graded at all (then every unit is 0)
     execution_time: float = 0.0
+    isolation: str = ""        # how student code ran (isolation.Launcher.description); "none (...)" if unisolated
 
     @property
     def score(self) -> float:
@@ -53,7 +54,8 @@ class SubmissionResult:
         """The inverse of dataclasses.asdict, tolerant of fields a record may lack (e.g. a batch's fault rows)."""
         fields = Verdict.__dataclass_fields__
         verdicts = [Verdict(**{k: v for k, v in item.items() if k in fields}) for item in data.get("verdicts", [])]
-        return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0))
+        return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0),
+                   data.get("isolation", ""))
 
     def by_unit(self) -> dict[str, Verdict]:
         return {v.unit: v for v in self.verdicts}

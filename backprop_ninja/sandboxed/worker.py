@@ -1,8 +1,10 @@
 """The worker's side of the grader: run answer cells on the replays and send back what they define.
 
-Runs only in a sandbox worker (sandbox.py), which never holds a reference gradient other than the
-upstream ones the grader sends for the unit at hand. Each replay has its own namespace, kept across
-units so helpers defined in one answer cell work in the next.
+Runs only in a worker (spawner.py), which never holds a reference gradient other than the upstream
+ones the grader sends for the unit at hand. Each replay has its own namespace, kept across units so
+helpers defined in one answer cell work in the next. Standalone on purpose (torch and numpy only):
+inside the sandbox the kit's other modules, whose table holds every answer, are not there. What it
+must know of the table (names, not formulas) comes from the grader as `Meta`.
 
 A job is one unit, in one of two modes:
 - "graded": reset the replay's variables, delete every gradient name (d<var>) and every name we
@@ -15,18 +17,31 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backprop_ninja import model, units
-from backprop_ninja.grade.sandbox import encode_frame, read_frame_blocking
+from .wire import encode_frame, read_frame_blocking
 
-GRADIENT_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.EX4_RETURNS))
 MAX_ANSWER_ELEMENTS = 1 << 20  # far above any gradient of the network; bigger answers are not sent
-MAX_MESSAGE_CHARS = 500
+MAX_MESSAGE_CHARS = 300        # of an exception's text: enough to explain, too short to carry a file out
 EX4_CACHE = ("Xb", "Yb", "emb", "embcat", "hprebn", "bnmean", "bnvar", "bnvar_inv", "bnraw", "hpreact", "h", "logits")
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the worker knows of the units table: names and constants only, sent by the grader."""
+    gradient_names: frozenset[str]      # every d<var> of Exercise 1 and Exercise 4's returns
+    ex4_returns: tuple[str, ...]        # what manual_backward returns, in order
+    parameter_names: tuple[str, ...]    # the order of manual_backward's `parameters`
+    constants: dict                     # vocab_size, block_size, n_embd
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Meta":
+        return cls(frozenset(data["gradient_names"]), tuple(data["ex4_returns"]), tuple(data["parameter_names"]),
+                   dict(data["constants"]))
 
 AUTOGRAD_CALLS: list[str] = []  # what the student's code asked of autograd during the current run
 
@@ -35,12 +50,12 @@ class AutogradBlocked(RuntimeError):
     """Raised by every autograd entry point in a worker."""
 
 
-def serve(replays: list[dict[str, torch.Tensor]], sock: socket.socket) -> None:
+def serve(replays: list[dict[str, torch.Tensor]], meta: Meta, sock: socket.socket) -> None:
     """The worker's loop: one job in, one record out, until the grader hangs up."""
     torch.set_num_threads(1)
     block_autograd()
     me = os.getpid()
-    session = Session(replays)
+    session = Session(replays, meta)
     while True:
         frame = read_frame_blocking(sock)
         if frame is None:
@@ -52,8 +67,22 @@ def serve(replays: list[dict[str, torch.Tensor]], sock: socket.socket) -> None:
         sock.sendall(encode_frame(dict(record, pid=me, seq=header["seq"]), answers))
 
 
+def preload_autograd_modules() -> None:
+    """Import what block_autograd patches, once, before workers are forked."""
+    import torch._functorch.apis  # noqa: F401
+    import torch._functorch.eager_transforms  # noqa: F401
+    import torch.autograd.forward_ad  # noqa: F401
+    import torch.autograd.functional  # noqa: F401
+    import torch.func  # noqa: F401
+
+
 def block_autograd() -> None:
-    """Make every way of asking autograd for a gradient raise, and remember that it was asked."""
+    """Make every way of asking autograd for a gradient raise, and remember that it was asked.
+
+    Grad mode is switched off for good, so even a tensor that requires grad records no graph; the
+    switches that would turn it back on, the tensors that require grad, forward-mode AD, the
+    transforms and the engine (also as reached through torch._C) are replaced by blockers.
+    """
 
     def blocker(name: str):
         def blocked(*args, **kwargs):
@@ -61,25 +90,34 @@ def block_autograd() -> None:
             raise AutogradBlocked(f"{name} is disabled while grading: derive the gradient by hand")
         return blocked
 
-    torch.Tensor.backward = blocker("torch.Tensor.backward")
+    torch.set_grad_enabled(False)
     import torch._functorch.apis as functorch_apis
     import torch._functorch.eager_transforms as eager_transforms
+    import torch.autograd.forward_ad as forward_ad
     import torch.autograd.functional as autograd_functional
+    import torch.autograd.grad_mode as grad_mode
     import torch.autograd.graph as autograd_graph
     import torch.func as func
 
     targets = {
-        torch.autograd: ("backward", "grad", "_engine_run_backward"),
+        torch: ("enable_grad", "set_grad_enabled"),
+        torch.autograd: ("backward", "grad", "_engine_run_backward", "enable_grad", "set_grad_enabled"),
+        grad_mode: ("enable_grad", "set_grad_enabled"),
         autograd_graph: ("_engine_run_backward",),
         autograd_functional: ("jacobian", "hessian", "vjp", "jvp", "hvp", "vhp"),
+        forward_ad: ("dual_level", "make_dual", "unpack_dual", "enter_dual_level", "exit_dual_level"),
         func: ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize",
                "functional_call"),
         functorch_apis: ("grad", "grad_and_value"),
         eager_transforms: ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize"),
+        torch._C: ("_set_grad_enabled", "_ImperativeEngine", "_EngineBase", "_make_dual", "_unpack_dual",
+                   "_enter_dual_level", "_exit_dual_level"),
+        torch._C._functorch: ("_grad_increment_nesting", "_jvp_increment_nesting", "_vmap_increment_nesting")
+        if hasattr(torch._C, "_functorch") else (),
     }
     for module, names in targets.items():
         public = module.__name__.replace("torch._functorch.apis", "torch.func").replace(
-            "torch._functorch.eager_transforms", "torch.func")
+            "torch._functorch.eager_transforms", "torch.func").replace("torch.autograd.grad_mode", "torch")
         for name in names:
             if hasattr(module, name):
                 setattr(module, name, blocker(f"{public}.{name}".replace("._engine_run_backward", " (engine)")))
@@ -89,18 +127,24 @@ def block_autograd() -> None:
             return blocker("the autograd engine")
 
     torch.autograd.variable.Variable._execution_engine = BlockedEngine()
+    torch.Tensor.backward = blocker("torch.Tensor.backward")
+    torch.Tensor.requires_grad_ = blocker("Tensor.requires_grad_")
+    reads_requires_grad = torch._C.TensorBase.requires_grad.__get__
+    torch.Tensor.requires_grad = property(reads_requires_grad, blocker("setting Tensor.requires_grad"))
+    torch.nn.Parameter.__new__ = blocker("torch.nn.Parameter")
+    torch.nn.parameter.Parameter.__new__ = torch.nn.Parameter.__new__
 
 
 class Session:
-    def __init__(self, replays: list[dict[str, torch.Tensor]]):
-        self.replays = replays
+    def __init__(self, replays: list[dict[str, torch.Tensor]], meta: Meta):
+        self.replays, self.meta = replays, meta
         self.namespaces: list[dict] = [{} for _ in replays]
         self.injected: list[dict[str, torch.Tensor]] = [{} for _ in replays]
         self.made: list[dict[str, object]] = [{} for _ in replays]  # gradient names the student's code set
         self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
-        unit = units.BY_ID[header["unit"]]
+        unit = Job(header["unit"], header["answer"], header["exercise"])
         graded = header["mode"] == "graded"
         upstream = self._receive_references(header, arrays)
         try:
@@ -122,12 +166,12 @@ class Session:
         return [{name: kept[name].clone() for name in names if name in kept}
                 for kept, names in zip(self.references, header.get("upstream", []))]
 
-    def _run_on_replay(self, unit: units.Unit, code, r: int, upstream: dict, graded: bool):
+    def _run_on_replay(self, unit: "Job", code, r: int, upstream: dict, graded: bool):
         ns = self.namespaces[r]
-        ns.update(replay_variables(self.replays[r]))
+        ns.update(replay_variables(self.replays[r], self.meta))
         if graded:
             kept = self.made[r].get(unit.answer) if unit.exercise == 1 else None
-            for name in GRADIENT_NAMES | set(self.injected[r]):
+            for name in self.meta.gradient_names | set(self.injected[r]):
                 ns.pop(name, None)
             if kept is not None:
                 ns[unit.answer] = kept  # the student's own partial d<var> from an earlier cell
@@ -142,24 +186,30 @@ class Session:
         if not graded:
             return None, []
         if unit.exercise == 4:
-            return _call_manual_backward(ns, self.replays[r])
+            return _call_manual_backward(ns, self.replays[r], self.meta)
         return _read_answer(ns, unit.answer)
 
     def _remember_made(self, r: int) -> None:
         ns, injected = self.namespaces[r], self.injected[r]
-        for name in GRADIENT_NAMES:
+        for name in self.meta.gradient_names:
             value = ns.get(name)
             if value is not None and value is not injected.get(name):
                 self.made[r][name] = value
 
 
-def replay_variables(values: dict[str, torch.Tensor]) -> dict:
+@dataclass(frozen=True)
+class Job:
+    grade_id: str
+    answer: str      # the name the cell must define (d<var>, or manual_backward)
+    exercise: int
+
+
+def replay_variables(values: dict[str, torch.Tensor], meta: Meta) -> dict:
     """What a cell sees: fresh float32 copies of the replay's tensors (so a cell that changes one in
     place cannot spoil later units), the notebook's constants, torch and F."""
     fresh = {name: t.clone() for name, t in values.items()}
     n = values["Xb"].shape[0]
-    fresh.update(torch=torch, F=F, n=n, batch_size=n, vocab_size=len(model.VOCAB), block_size=model.BLOCK_SIZE,
-                 n_embd=model.N_EMBD, n_hidden=values["W1"].shape[1])
+    fresh.update(torch=torch, F=F, n=n, batch_size=n, n_hidden=values["W1"].shape[1], **meta.constants)
     return fresh
 
 
@@ -172,11 +222,11 @@ def _execute(code, ns: dict) -> BaseException | None:
     return None
 
 
-def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor]):
+def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor], meta: Meta):
     function = ns.get("manual_backward")
     if not callable(function):
         return _invalid("your cell did not define a function manual_backward(parameters, cache)"), []
-    parameters = [values[name].clone() for name in model.PARAMETER_NAMES]
+    parameters = [values[name].clone() for name in meta.parameter_names]
     cache = {name: values["bnmeani" if name == "bnmean" else name].clone() for name in EX4_CACHE}
     AUTOGRAD_CALLS.clear()
     try:
@@ -187,15 +237,15 @@ def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor]):
         return _raised(error, "manual_backward"), []
     if AUTOGRAD_CALLS:
         return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
-    expected = ", ".join(units.EX4_RETURNS)
+    expected = ", ".join(meta.ex4_returns)
     if not isinstance(grads, (list, tuple)):
         return _invalid(f"manual_backward returned {_a(grads)}; it must return a list of 7 tensors "
                         f"({expected}), in the order of parameters"), []
-    if len(grads) != len(units.EX4_RETURNS):
+    if len(grads) != len(meta.ex4_returns):
         return _invalid(f"manual_backward returned {len(grads)} items; it must return 7 tensors "
                         f"({expected}), in the order of parameters"), []
     arrays = []
-    for name, grad in zip(units.EX4_RETURNS, grads):
+    for name, grad in zip(meta.ex4_returns, grads):
         array, problem = _to_float64(grad, f"{name} (as returned by manual_backward)")
         if problem:
             return _invalid(problem), []
@@ -237,7 +287,8 @@ def _raised(error: BaseException, where: str = "your cell") -> dict:
         message = str(error)
     except Exception:
         message = ""
-    return {"kind": "raised", "type": type(error).__name__, "where": where, "message": message[:MAX_MESSAGE_CHARS]}
+    return {"kind": "raised", "type": type(error).__name__[:80], "where": where,
+            "message": message[:MAX_MESSAGE_CHARS]}
 
 
 def _invalid(message: str) -> dict:

@@ -1,0 +1,179 @@
+"""Linux confinement primitives, through libc and libseccomp with ctypes (no extra Python package).
+
+Used inside the sandbox (host.py, spawner.py) and, without the namespaces, by unisolated workers.
+Everything here is loaded before student code runs: a worker needs no file to confine itself.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import resource
+import signal
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
+CLONE_THREAD = 0x00010000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 0x4000, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+
+# What student code may not do in a worker: start processes or programs, look into or signal other
+# processes, change its view of the system, or reach kernel interfaces a gradient never needs.
+DENIED_SYSCALLS = (
+    "fork", "vfork", "execve", "execveat",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_getfd", "pidfd_send_signal",
+    "tkill", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount",
+    "fsopen", "fsmount", "fspick", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
+    "userfaultfd", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "open_by_handle_at", "name_to_handle_at", "io_uring_setup", "quotactl", "swapon", "swapoff",
+    "reboot", "sethostname", "setdomainname", "acct", "iopl", "ioperm", "syslog",
+)
+
+
+class ConfineError(OSError):
+    pass
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise ConfineError(code, f"{what}: {os.strerror(code)}")
+
+
+def set_dumpable(on: bool) -> None:
+    """Off: no other process of our uid can read our memory or open our /proc files."""
+    _libc.prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0)
+
+
+def die_with_parent() -> None:
+    """Get SIGKILL when our parent dies, so nothing outlives the process that started it."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def drop_to_user(uid: int, gid: int) -> None:
+    """Root only: become uid/gid for good (all capabilities go with it)."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise ConfineError(errno.EPERM, f"could not become uid {uid}")
+
+
+def enter_fresh_namespaces() -> None:
+    """New user, mount, PID and IPC namespaces, mapping our own uid and gid; the next child is PID 1."""
+    uid, gid = os.getuid(), os.getgid()
+    set_dumpable(True)  # the uid and gid maps below are /proc files of ours
+    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC), "unshare")
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+    set_dumpable(False)
+
+
+def mount_private_tmp(path: str, size_bytes: int) -> None:
+    options = f"size={size_bytes},mode=1777".encode()
+    _check(_libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options), f"tmpfs on {path}")
+
+
+def hide(path: str) -> None:
+    """Cover a directory with an empty read-only tmpfs (used for /proc: other processes stay unseen)."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+    _check(_libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=555"), f"hide {path}")
+
+
+def drop_capabilities() -> None:
+    """Empty the bounding, effective, permitted and inheritable sets (a fresh user namespace grants all)."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
+            break  # past the last capability this kernel knows
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.capset(header, data), "drop capabilities")
+
+
+def apply_limits(memory_bytes: int, cpu_seconds: int, file_bytes: int) -> None:
+    """Lower (never raise) the worker's limits; a limit above what we were given stays at what we were given."""
+    for which, soft, hard in ((resource.RLIMIT_AS, memory_bytes, memory_bytes),
+                              (resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 5),
+                              (resource.RLIMIT_FSIZE, file_bytes, file_bytes),
+                              (resource.RLIMIT_CORE, 0, 0),
+                              (resource.RLIMIT_NOFILE, 256, 256)):
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(which, (soft, hard))
+
+
+# ---- seccomp ----
+
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_CMP_NE, _SCMP_CMP_MASKED_EQ = 1, 7
+
+
+def _scmp_errno(code: int) -> int:
+    return 0x00050000 | (code & 0xFFFF)
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+def _load_libseccomp():
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+_seccomp = _load_libseccomp()  # loaded now, while files can still be opened
+
+
+def seccomp_available() -> bool:
+    return _seccomp is not None
+
+
+def forbid_processes_and_escapes() -> None:
+    """Install the worker's seccomp filter: DENIED_SYSCALLS fail with EPERM, clone only makes threads,
+    clone3 reports ENOSYS (so libc falls back to clone), and signals may only go to ourselves."""
+    if _seccomp is None:
+        raise ConfineError(errno.ENOSYS, "libseccomp is not installed")
+    lib, ctx = _seccomp, _seccomp.seccomp_init(_SCMP_ACT_ALLOW)
+    if not ctx:
+        raise ConfineError(errno.ENOMEM, "seccomp_init failed")
+    eperm = _scmp_errno(errno.EPERM)
+
+    def deny(name: str, action: int = eperm, *conditions: tuple[int, int, int, int]) -> None:
+        number = lib.seccomp_syscall_resolve_name(name.encode())
+        if number < 0:
+            return  # not a syscall on this architecture
+        array = (_ArgCmp * len(conditions))(*[_ArgCmp(*c) for c in conditions]) if conditions else None
+        result = lib.seccomp_rule_add_array(ctx, action, number, len(conditions), array)
+        if result != 0:
+            raise ConfineError(-result, f"seccomp rule for {name}: {os.strerror(-result)}")
+
+    try:
+        for name in DENIED_SYSCALLS:
+            deny(name)
+        deny("clone", eperm, (0, _SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))  # a new process, not a thread
+        deny("clone3", _scmp_errno(errno.ENOSYS))
+        me = os.getpid()
+        for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+            deny(name, eperm, (0, _SCMP_CMP_NE, me, 0))
+        result = lib.seccomp_load(ctx)  # also sets no_new_privs
+        if result != 0:
+            raise ConfineError(-result, f"seccomp_load: {os.strerror(-result)}")
+    finally:
+        lib.seccomp_release(ctx)

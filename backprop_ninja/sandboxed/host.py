@@ -1,0 +1,106 @@
+"""The sandbox host: the first process inside bwrap (started by grade/isolation.py). Never runs student code.
+
+    python -S -s -m sandboxed.host CHANNEL_FD UID GID
+
+It drops to UID/GID if it starts as root, imports torch once, then serves the grader over the
+channel (frames, see wire.py):
+    {"op": "box", "replays": [[name, ...], ...], "meta": {...}, "limits": {...}, "tmp_bytes": N}
+    with the replays' tensors as arrays
+        -> a fresh box: a child enters new user, mount, PID and IPC namespaces and forks the spawner
+           as PID 1 there, with a private /tmp and /dev/shm and /proc hidden; the answer is b"box"
+           with the grader's end of the spawner's control socket attached (SCM_RIGHTS)
+    EOF -> exit (bwrap then tears down everything, --die-with-parent covers a killed grader)
+Before the first request it sends {"ready": true, "uid": ..., "gid": ...}.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import sys
+
+
+def main(argv: list[str]) -> int:
+    channel = socket.socket(fileno=int(argv[0]))
+    uid, gid = int(argv[1]), int(argv[2])
+    from . import confine, spawner
+
+    spawner.close_other_fds(keep=channel.fileno())
+    if os.getuid() == 0:
+        confine.drop_to_user(uid, gid)
+    confine.set_dumpable(False)
+    confine.die_with_parent()
+    import torch
+
+    from . import worker
+    from .wire import encode_frame, read_frame_blocking
+
+    torch.set_num_threads(1)  # an OpenMP pool that existed before fork() hangs the child
+    torch.ones(8, 8) @ torch.ones(8, 8)  # reads /proc/cpuinfo now: workers will not see /proc
+    worker.preload_autograd_modules()
+    channel.sendall(encode_frame({"ready": True, "uid": os.getuid(), "gid": os.getgid()}))
+    boxes: set[int] = set()
+    while True:
+        frame = read_frame_blocking(channel)
+        _reap(boxes)
+        if frame is None:
+            return 0
+        header, arrays = frame
+        replays, offset = [], 0
+        for names in header["replays"]:
+            replays.append({name: torch.from_numpy(arrays[offset + i].copy()) for i, name in enumerate(names)})
+            offset += len(names)
+        serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(header["meta"]))
+        limits = spawner.WorkerLimits(**header["limits"])
+        grader_end, spawner_end = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                channel.close()
+                grader_end.close()
+                status = _run_box(spawner_end, serve, limits, int(header["tmp_bytes"]))
+            finally:
+                os._exit(status)
+        boxes.add(pid)
+        spawner_end.close()
+        socket.send_fds(channel, [b"box"], [grader_end.fileno()])
+        grader_end.close()
+
+
+def _run_box(control: socket.socket, serve, limits, tmp_bytes: int) -> int:
+    """In the child: new namespaces, then the spawner as their PID 1; wait for it and pass on its status."""
+    from . import confine, spawner
+
+    confine.die_with_parent()
+    confine.enter_fresh_namespaces()
+    sys.stdout.flush()
+    init = os.fork()
+    if init == 0:
+        status = 1
+        try:
+            confine.die_with_parent()
+            confine.mount_private_tmp("/tmp", tmp_bytes)
+            if os.path.isdir("/dev/shm"):
+                confine.mount_private_tmp("/dev/shm", tmp_bytes)
+            confine.hide("/proc")
+            status = spawner.spawner_loop(control, serve, limits, "/tmp", isolated=True)
+        finally:
+            os._exit(status)
+    control.close()
+    os.waitpid(init, 0)
+    return 0
+
+
+def _reap(children: set[int]) -> None:
+    for pid in list(children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
