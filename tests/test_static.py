@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from backprop_ninja import units
-from backprop_ninja.grade.static import scan
+from backprop_ninja.grade.static import Finding, scan, strip_magics
 
 EX1_LOGPROBS = units.BY_ID["ex1_logprobs"]
 EX2 = units.BY_ID["ex2_logits"]
@@ -97,3 +97,103 @@ def test_a_syntax_error_is_reported_with_its_line():
     assert "line 2" in finding.message or "line 3" in finding.message
     finding = scan("x = 1\ny = = 2\n", EX1_LOGPROBS)
     assert finding.kind == "syntax" and finding.message.startswith("line 2 ")
+
+
+# ---- the C++ engine, imports by name, Parameters, the numerical helper ----
+
+ENGINE = "the C++ engine's internals"
+REACHES_AUTOGRAD = {
+    "torch._C attribute chain": ("s = torch._C._get_tracing_state()", "uses `torch._C`", ENGINE, 1),
+    "import torch._C": ("import torch._C", "imports `torch._C`", ENGINE, 1),
+    "from torch._C import": ("from torch._C import _functions", "imports `torch._C`", ENGINE, 1),
+    "from torch import _C": ("from torch import _C", "imports `torch._C`", ENGINE, 1),
+    "getattr torch _C": ('engine = getattr(torch, "_C")', "reads `._C` through getattr", ENGINE, 1),
+    "aliased torch _C": ("import torch as t\nengine = t._C", "uses `torch._C`", ENGINE, 2),
+    "_C through another name": ("m = torch\nengine = m._C", "reads `._C`", ENGINE, 2),
+    "import_module autograd": ('import importlib\nfa = importlib.import_module("torch.autograd.forward_ad")',
+                               "imports `torch.autograd` through importlib.import_module", "by hand", 2),
+    "import_module imported by name": ('from importlib import import_module as load\nf = load("functorch")',
+                                       "imports `functorch` through importlib.import_module", "by hand", 2),
+    "import_module relative": ('import importlib\nag = importlib.import_module(".autograd", package="torch")',
+                               "imports `torch.autograd` through importlib.import_module", "by hand", 2),
+    "import_module torch._C": ('engine = importlib.import_module(name="torch._C")',
+                               "imports `torch._C` through importlib.import_module", ENGINE, 1),
+    "__import__ torch.func": ('f = __import__("torch.func")', "imports `torch.func` through __import__", "by hand", 1),
+    "__import__ fromlist": ('t = __import__("torch", fromlist=["autograd"])',
+                            "imports `torch.autograd` through __import__", "by hand", 1),
+    "builtins.__import__": ('import builtins\nf = builtins.__import__("torch.func")',
+                            "imports `torch.func` through builtins.__import__", "by hand", 2),
+    "nn.Parameter": ("p = nn.Parameter(logprobs)", "uses `torch.nn.Parameter`", "requires grad", 1),
+    "torch.nn.Parameter": ("p = torch.nn.Parameter(logprobs)", "uses `torch.nn.Parameter`", "requires grad", 1),
+    "torch.nn.parameter.Parameter": ("p = torch.nn.parameter.Parameter(logprobs)",
+                                     "uses `torch.nn.parameter.Parameter`", "requires grad", 1),
+    "aliased nn": ("import torch.nn as tnn\np = tnn.Parameter(logprobs)", "uses `torch.nn.Parameter`",
+                   "requires grad", 2),
+    "from torch.nn import Parameter": ("from torch.nn import Parameter", "imports `torch.nn.Parameter`",
+                                       "requires grad", 1),
+    "getattr Parameter": ('P = getattr(nn, "Parameter")', "reads `Parameter` through getattr", "requires grad", 1),
+    "finite_difference": ("dprobs = finite_difference(lambda p: p.sum(), probs)", "uses `finite_difference`",
+                          "the notebook's `finite_difference` checks a gradient numerically; an answer must be "
+                          "derived by hand", 1),
+}
+
+
+@pytest.mark.parametrize("source, construct, reason, line", REACHES_AUTOGRAD.values(), ids=REACHES_AUTOGRAD.keys())
+def test_other_ways_to_reach_autograd_are_flagged_with_construct_reason_and_line(source, construct, reason, line):
+    finding = scan(source, EX1_LOGPROBS)
+    assert finding is not None and finding.kind == "autograd"
+    assert finding.message.startswith(f"line {line} {construct}: ")
+    assert reason in finding.message
+
+
+LOOKS_CLOSE_BUT_CLEAN = {
+    "own helper named finite_difference, defined only": "def finite_difference(f, x):\n    return x\n",
+    "import_module of another module": 'import importlib\nm = importlib.import_module("torch.nn.functional")',
+    "a module name in a string": 'note = "torch.autograd and torch._C are not used here"',
+    "import_module with a computed name": 'm = importlib.import_module(prefix + ".x")',
+    "a name containing C": "dC = torch.zeros_like(C)\nC_copy = C.clone()",
+    "nn.functional": "p = nn.functional.softmax(logits, 1)",
+    "a class named Parameter elsewhere": "p = inspect.Parameter",
+}
+
+
+@pytest.mark.parametrize("source", LOOKS_CLOSE_BUT_CLEAN.values(), ids=LOOKS_CLOSE_BUT_CLEAN.keys())
+def test_constructs_that_only_look_close_are_not_flagged(source):
+    assert scan(source, EX1_LOGPROBS) is None
+
+
+# ---- cells Python's parser cannot read: a finding, never an exception ----
+
+TOO_DEEP = {
+    "200000 parentheses": ("x = " + "(" * 200_000 + "1" + ")" * 200_000,
+                           "line 1 does not parse: more than 200 nested parentheses or brackets; "
+                           "split the expression into smaller steps"),
+    "nested lists": ("x = 1\ny = " + "[" * 100_000 + "]" * 100_000,
+                     "line 2 does not parse: more than 200 nested parentheses or brackets; "
+                     "split the expression into smaller steps"),
+    "a million unary minuses": ("x = " + "-" * 1_000_000 + "1",
+                                "the cell is nested too deeply for Python to read (thousands of nested operators or "
+                                "calls): simplify the expression, one step per line"),
+    "a long attribute chain": ("x = a" + ".b" * 100_000,
+                               "the cell is nested too deeply for Python to read (thousands of nested operators or "
+                               "calls): simplify the expression, one step per line"),
+}
+
+
+@pytest.mark.parametrize("source, message", TOO_DEEP.values(), ids=TOO_DEEP.keys())
+def test_a_cell_nested_too_deeply_is_a_syntax_finding(source, message):
+    assert scan(source, EX1_LOGPROBS) == Finding("syntax", message)
+
+
+def test_characters_python_rejects_are_syntax_findings():
+    surrogate = scan("x = 1\ny = '\ud800'", EX1_LOGPROBS)
+    assert surrogate == Finding("syntax", "line 2 does not parse: it holds '\\ud800', which is not text "
+                                          "(an unpaired surrogate); delete that character")
+    nul = scan("x = 1\x00", EX1_LOGPROBS)
+    assert nul.kind == "syntax" and nul.message.startswith("the cell does not parse: ") and "null" in nul.message
+
+
+def test_strip_magics_handles_huge_lines_line_for_line():
+    lines = ["%timeit" + " -n 10" * 200_000 + " y = 2", "%time" + " " * 1_000_000 + "x = 1", "%matplotlib inline",
+             "(" * 100_000]
+    assert strip_magics("\n".join(lines)).split("\n") == ["y = 2", "x = 1", "", "(" * 100_000]

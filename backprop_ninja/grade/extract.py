@@ -3,61 +3,152 @@
 Tolerant on purpose: cells may be moved, duplicated (the last one that is not the blank stub wins),
 retyped to markdown or raw (read as code), and their source may be a string or a list of lines.
 Anything that stops us from reading the file at all is a submission-level error (data, not an exception).
+This runs in the trusted grader process, so it is bounded: only a regular file is opened (never a link,
+pipe or device), at most `max_notebook_bytes` are read, and deep nesting cannot crash the parser.
 """
 from __future__ import annotations
 
 import ast
+import errno
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backprop_ninja import units
+from backprop_ninja.grade import limits
 
 
 @dataclass
 class Extraction:
     answers: dict[str, str] = field(default_factory=dict)  # grade_id -> code of its answer cell
     stubs: set[str] = field(default_factory=set)            # grade_ids whose only cells are the blank stub
+    problems: dict[str, str] = field(default_factory=dict)  # grade_id -> why its answer cell is not run (too big)
     error: str | None = None                                # why the file could not be read as a notebook
 
 
-def read_answers(path: str | Path) -> Extraction:
+_RESUBMIT = "submit the .ipynb file itself, as saved by Jupyter"
+
+
+class _Unreadable(Exception):
+    """Why the submitted path cannot be read as a notebook; read_answers turns it into Extraction.error."""
+
+
+def read_answers(path: str | Path, *, max_notebook_bytes: int = limits.MAX_NOTEBOOK_BYTES,
+                 max_cell_bytes: int = limits.MAX_CELL_BYTES) -> Extraction:
+    """The answer cells of the notebook at `path`. Never raises for anything the file holds."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Extraction(error=f"{path}: no such file")
-    except IsADirectoryError:
-        return Extraction(error=f"{path} is a directory, not a notebook file")
+        text = _read_notebook_file(path, max_notebook_bytes).decode("utf-8")
+    except _Unreadable as error:
+        return Extraction(error=str(error))
     except UnicodeDecodeError:
         return Extraction(error=f"{path} is not a notebook: it is not UTF-8 text")
-    except OSError as error:
-        return Extraction(error=f"{path} could not be read: {error.strerror or error}")
     try:
         notebook = json.loads(text)
     except json.JSONDecodeError as error:
         return Extraction(error=f"{path} is not a notebook: invalid JSON at line {error.lineno}, "
-                                f"column {error.colno} ({error.msg}); submit the .ipynb file as saved by Jupyter")
+                                f"column {error.colno} ({error.msg}); {_RESUBMIT}")
+    except (RecursionError, MemoryError):
+        return Extraction(error=f"{path} is not a notebook: its JSON is nested too deeply to read; {_RESUBMIT}")
+    except ValueError as error:  # e.g. a number with more digits than Python converts
+        return Extraction(error=f"{path} is not a notebook: {error}; {_RESUBMIT}")
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(cells, list):
         return Extraction(error=f"{path} is JSON but not a Jupyter notebook (version 4): it has no list of cells")
-    return answers_from_cells(cells)
+    return answers_from_cells(cells, max_cell_bytes=max_cell_bytes)
 
 
-def answers_from_cells(cells: list) -> Extraction:
+def _read_notebook_file(path: Path, limit: int) -> bytes:
+    """At most limit + 1 bytes of the regular file at `path`; anything else raises _Unreadable."""
+    try:
+        # lstat first, so a pipe or device is never even opened (opening one can block or have side effects).
+        _require_regular_file(path, os.lstat(path).st_mode)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Unreadable(f"{path}: no such file") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # swapped for a symbolic link after the lstat
+            raise _Unreadable(_not_a_file(path, "a symbolic link")) from None
+        raise _Unreadable(f"{path} could not be read: {error.strerror or error}") from None
+    except ValueError as error:  # a path with a NUL byte in it
+        raise _Unreadable(f"{str(path)!r} could not be read: {error}") from None
+    try:
+        opened = os.fstat(descriptor)
+        _require_regular_file(path, opened.st_mode)  # what was opened, in case the path changed since the lstat
+        if opened.st_size > limit:
+            raise _Unreadable(_too_big(path, opened.st_size, limit))
+        chunks, remaining = [], limit + 1
+        while remaining > 0:
+            chunk = os.read(descriptor, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as error:
+        raise _Unreadable(f"{path} could not be read: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
+    data = b"".join(chunks)
+    if len(data) > limit:  # the file grew after the fstat
+        raise _Unreadable(_too_big(path, len(data), limit))
+    return data
+
+
+_FILE_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
+               (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _require_regular_file(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "not a regular file")
+    raise _Unreadable(_not_a_file(path, kind))
+
+
+def _not_a_file(path: Path, kind: str) -> str:
+    return f"{path} is {kind}, not a notebook file, so the grader does not read it; {_RESUBMIT}"
+
+
+def _too_big(path: Path, size: int, limit: int) -> str:
+    return (f"{path} is {_mebibytes(size)}, over the grader's limit of {_mebibytes(limit)} for a notebook: "
+            f"clear the outputs (Edit > Clear Outputs of All Cells, then save), remove any data pasted into "
+            f"the notebook, and submit again")
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
+
+
+def answers_from_cells(cells: list, *, max_cell_bytes: int = limits.MAX_CELL_BYTES) -> Extraction:
     found = Extraction()
     for cell in cells:
         grade_id = _grade_id(cell)
         if grade_id not in units.BY_ID:
             continue
         source = cell_source(cell)
+        size = len(source.encode("utf-8", "surrogatepass"))
+        if size > max_cell_bytes:
+            # Too big to scan or run, but still the student's latest attempt: it replaces an earlier answer.
+            found.problems[grade_id] = _cell_too_big(units.BY_ID[grade_id], size, max_cell_bytes)
+            found.answers.pop(grade_id, None)
+            found.stubs.discard(grade_id)
+            continue
         if is_blank_stub(source):
-            if grade_id not in found.answers:
+            if grade_id not in found.answers and grade_id not in found.problems:
                 found.stubs.add(grade_id)
             continue
         found.answers[grade_id] = source  # a later real answer replaces an earlier one
         found.stubs.discard(grade_id)
+        found.problems.pop(grade_id, None)
     return found
+
+
+def _cell_too_big(unit: units.Unit, size: int, limit: int) -> str:
+    return (f"the answer cell {unit.grade_id} is {_mebibytes(size)}, over the grader's limit of "
+            f"{_mebibytes(limit)} for one cell, so it was not run: keep only the code that computes {unit.answer} "
+            f"(no pasted data) and submit again")
 
 
 def _grade_id(cell) -> str | None:
@@ -79,14 +170,13 @@ def cell_source(cell: dict) -> str:
 def is_blank_stub(source: str) -> bool:
     """True for a cell with nothing but comments, `pass`, strings and `raise NotImplementedError(...)`.
 
-    A cell that does not parse is not blank: the student wrote something, and the static scan
-    reports the syntax error.
+    A cell that does not parse (a syntax error, nesting too deep for the parser, a character that is not
+    text) is not blank: the student wrote something, and the static scan reports why it cannot be read.
     """
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        return all(_is_filler(statement) for statement in ast.parse(source).body)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    return all(_is_filler(statement) for statement in tree.body)
 
 
 def _is_filler(statement: ast.stmt) -> bool:
