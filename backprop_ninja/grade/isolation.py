@@ -149,14 +149,20 @@ class UnisolatedLauncher(Launcher):
 
     def open_box(self, replays, meta: dict, limits):
         import functools
+
+        from backprop_ninja.sandboxed import worker
+
+        return self.open_box_serving(functools.partial(worker.serve, replays, worker.Meta.from_dict(meta)), limits)
+
+    def open_box_serving(self, serve, limits):
+        """A box whose workers run `serve(sock)` once confined (the tests give their own)."""
         import socket
         import tempfile
 
         from backprop_ninja.grade.sandbox import Box
-        from backprop_ninja.sandboxed import confine, spawner, worker
+        from backprop_ninja.sandboxed import confine, spawner
 
         workdir = tempfile.mkdtemp(prefix="backprop-ninja-")
-        serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(meta))
         control, spawner_end = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
