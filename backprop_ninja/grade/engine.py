@@ -113,6 +113,9 @@ def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
     decided = {}
     for unit in units.UNITS:
         source = found.answers.get(unit.grade_id)
+        if unit.grade_id in found.problems:  # e.g. a cell over the size limit: never parsed, never run
+            decided[unit.grade_id] = _verdict(unit, ERROR, found.problems[unit.grade_id])
+            continue
         if source is None:
             if unit.grade_id in found.stubs:
                 message = (f"the answer cell {unit.grade_id} is still the blank stub "
@@ -339,7 +342,7 @@ def defines_helpers(source: str) -> bool:
     """Whether a cell binds any name other than a gradient d<var> (a function, an import, a constant)."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
