@@ -17,4 +17,7 @@ def format_table(result: SubmissionResult) -> str:
     lines.append(f"total: {result.score:g}/{result.max_score:g}  ({result.submission}, {result.execution_time:.1f} s)")
     if result.error:
         lines.append(f"not graded: {result.error}")
+    if result.isolation:
+        lines.append(f"student code ran isolated: {result.isolation}" if not result.isolation.startswith("none")
+                     else f"student code ran WITHOUT isolation: {result.isolation}")
     return "\n".join(lines)

@@ -2,7 +2,10 @@
 
 Prints a table (unit, status, points, message), or with --json Gradescope's results.json on stdout;
 --out DIR also writes DIR/results.json. Exit status 0 when the notebook was graded (right or wrong),
-2 when the file could not be graded at all.
+2 when the file could not be graded at all, 4 when this machine cannot grade (isolation, environment).
+
+One notebook is graded isolated where possible and otherwise unisolated, with a note (self-study: it
+is your own code); a class (folder or zip) must be isolated unless --no-isolation is given.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from backprop_ninja.grade.verdict import SubmissionResult
 
 EXIT_GRADED = 0
 EXIT_NOT_GRADED = 2
+EXIT_CANNOT_GRADE = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time limit of one unit on all replays (default %(default)s)")
     parser.add_argument("--total-timeout", type=float, default=limits.TOTAL_TIMEOUT, metavar="SECONDS",
                         help="time limit of the whole submission (default %(default)s)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="run student code without the sandbox (bubblewrap); recorded in every result. "
+                             "Only for trusted notebooks or machines where isolation cannot be set up")
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 
     add_batch_arguments(parser)
@@ -35,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def grade_one(path: str | Path, out_dir: str | Path | None = None, **limits) -> SubmissionResult:
     """Grade one notebook; with out_dir, write out_dir/results.json and out_dir/feedback.html.
-    `limits` go to grade_notebook."""
+    `limits` (and `launcher`) go to grade_notebook."""
     from backprop_ninja.export.feedback import write_feedback
     from backprop_ninja.export.gradescope import write_results
     from backprop_ninja.grade.engine import grade_notebook
@@ -52,14 +59,24 @@ def run(args: argparse.Namespace) -> int:
 
     if batch.is_batch_input(args.notebook):  # a folder, an nbgrader tree or a zip: the whole class
         return batch.run_from_args(args)
+    from backprop_ninja.grade import isolation
+
+    # Started before the engine (and torch) is imported here: the sandbox imports torch at the same time.
+    launcher = isolation.start(isolation.OFF if args.no_isolation else isolation.PREFERRED)
     from backprop_ninja.export.gradescope import to_gradescope
     from backprop_ninja.export.table import format_table
+    from backprop_ninja.grade.engine import EnvironmentProblem
 
     try:
-        result = grade_one(args.notebook, args.out, unit_timeout=args.unit_timeout, total_timeout=args.total_timeout)
+        with launcher:
+            result = grade_one(args.notebook, args.out, unit_timeout=args.unit_timeout,
+                               total_timeout=args.total_timeout, launcher=launcher)
     except FileNotFoundError as error:  # names.txt is not set up: the grader's problem, not the notebook's
         print(f"backprop-ninja grade: {error}", file=sys.stderr)
         return EXIT_NOT_GRADED
+    except (EnvironmentProblem, isolation.IsolationUnavailable) as error:
+        print(f"backprop-ninja grade: {error}", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
     if args.json:
         print(json.dumps(to_gradescope(result), indent=2))
     else:
