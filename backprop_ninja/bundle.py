@@ -66,8 +66,16 @@ def build_gradescope_zip(out_dir: Path, repo: Path = REPO) -> Path:
 
 # ---------------------------------------------------------------- inside Gradescope: one submission
 
+NO_ISOLATION_ENV = "BACKPROP_NINJA_NO_ISOLATION"  # set to 1 in run_autograder's environment to grade unisolated
+
+
 def autograde(root: Path) -> dict:
-    """Grade ROOT/submission/*.ipynb into ROOT/results/results.json; return what was written."""
+    """Grade ROOT/submission/*.ipynb into ROOT/results/results.json; return what was written.
+
+    This process is trusted: it never runs student code (the engine's sandbox does, as another user, and
+    cannot see ROOT). It writes results.json only after the sandbox is gone, and only once the data
+    passes validate_results.
+    """
     from backprop_ninja.batch import fault_gradescope, write_json_atomically
 
     started = time.monotonic()
@@ -77,15 +85,49 @@ def autograde(root: Path) -> dict:
         if problem:
             data = fault_gradescope(problem, _units_or_none(), time.monotonic() - started)
         else:
-            from backprop_ninja.export.gradescope import to_gradescope
-            from backprop_ninja.grade.engine import grade_notebook
-
-            data = to_gradescope(grade_notebook(notebook))
+            data = _grade_isolated(notebook)
+        validate_results(data)
     except Exception as error:  # noqa: BLE001 - the student still gets a results.json that says why
-        data = fault_gradescope(f"the grader failed ({type(error).__name__}: {error}); tell your instructor",
-                                _units_or_none(), time.monotonic() - started)
+        data = fault_gradescope(f"the autograder could not grade here ({type(error).__name__}: {error}); this is "
+                                f"not about your answers, tell your instructor", _units_or_none(),
+                                time.monotonic() - started)
     write_json_atomically(results_file, data)
     return data
+
+
+def _grade_isolated(notebook: Path) -> dict:
+    import os
+
+    from backprop_ninja.export.gradescope import to_gradescope
+    from backprop_ninja.grade import isolation
+
+    mode = isolation.OFF if os.environ.get(NO_ISOLATION_ENV) == "1" else isolation.REQUIRED
+    with isolation.start(mode) as launcher:  # leaving it ends every process that ran student code
+        from backprop_ninja.grade.engine import grade_notebook
+
+        result = grade_notebook(notebook, launcher=launcher)
+    return to_gradescope(result)
+
+
+def validate_results(data: dict) -> None:
+    """Raise ValueError unless every test is a known unit at its own maximum, and no score exceeds it."""
+    from backprop_ninja.units import BY_ID
+
+    tests = data.get("tests")
+    if not isinstance(tests, list):
+        raise ValueError("results have no list of tests")
+    names = [t.get("name") for t in tests if isinstance(t, dict)]
+    if len(names) != len(tests) or len(set(names)) != len(names):
+        raise ValueError("results repeat a test or hold something that is not one")
+    for test in tests:
+        unit = BY_ID.get(test["name"])
+        if unit is None:
+            raise ValueError(f"results name an unknown test {str(test['name'])[:40]!r}")
+        score, maximum = test.get("score"), test.get("max_score")
+        if maximum != unit.points or not isinstance(score, (int, float)) or not 0 <= score <= maximum:
+            raise ValueError(f"results give {test['name']} {score!r} of {maximum!r}; it is worth {unit.points}")
+    if abs(float(data.get("score", -1)) - sum(t["score"] for t in tests)) > 1e-9:
+        raise ValueError("the total score is not the sum of the tests")
 
 
 def _find_notebook(folder: Path) -> tuple[Path | None, str | None]:

@@ -117,3 +117,20 @@ def test_a_broken_python_still_gets_a_results_json(gradescope_root, names_file):
     data = run_autograder(gradescope_root, {"backprop_ninja.ipynb": example("ada")}, names_file, python="/bin/false")
     assert data["score"] == 0 and data["tests"] == []
     assert "autograder failed (exit code 1)" in data["output"]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d["tests"].append({"name": "ex9_forged", "score": 5, "max_score": 5}), "unknown test"),
+    (lambda d: d["tests"][0].update(score=d["tests"][0]["max_score"] + 1), "it is worth"),
+    (lambda d: d["tests"][0].update(max_score=100, score=100), "it is worth"),
+    (lambda d: d.update(score=d["score"] + 1), "not the sum"),
+    (lambda d: d["tests"].append(dict(d["tests"][0])), "repeat"),
+])
+def test_results_are_validated_before_they_are_written(change, words):
+    from backprop_ninja.units import UNITS
+
+    data = {"score": 0.0, "tests": [{"name": u.grade_id, "score": 0.0, "max_score": float(u.points)} for u in UNITS]}
+    bundle.validate_results(data)  # the honest shape passes
+    change(data)
+    with pytest.raises(ValueError, match=words):
+        bundle.validate_results(data)

@@ -9,6 +9,11 @@ VENV="$ROOT/venv"
 TORCH_INDEX="${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 
 cd "$ROOT/source"
+# Student code runs in a bubblewrap sandbox as another user (docs/grader.md): install it and libseccomp.
+if ! command -v bwrap >/dev/null; then
+    apt-get update
+    apt-get install -y bubblewrap libseccomp2
+fi
 if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then
     apt-get update
     apt-get install -y python3 python3-venv python3-pip
