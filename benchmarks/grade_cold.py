@@ -1,8 +1,9 @@
 """Cold wall time of grading one submission: a fresh `backprop-ninja grade` process, torch import included.
 
-Side by side in one run, alternating, so the machine's load hits both alike: the whole grading command, and a bare
-`python -c "import torch"` (the floor no torch-based grader can go under). Prints the medians and their difference,
-which is what the grader itself costs. Goal: <= 1.5 s for the whole command.
+Side by side in one run, alternating, so the machine's load hits all alike: the whole grading command with
+isolation (the default: a bwrap sandbox that imports torch in parallel with the grader), the same with
+--no-isolation, and a bare `python -c "import torch"` (the floor no torch-based grader can go under). Prints the
+medians and the ratios. Goal: <= 1.5 s for the whole isolated command.
 
 Run: .venv/bin/python benchmarks/grade_cold.py [--runs 5] [NOTEBOOK]
 """
@@ -31,18 +32,22 @@ def main() -> None:
     parser.add_argument("notebook", nargs="?", default=str(DEFAULT))
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    grade_times, import_times = [], []
     with tempfile.TemporaryDirectory() as out:
         grade = [sys.executable, "-m", "backprop_ninja", "grade", args.notebook, "--out", out]
-        bare = [sys.executable, "-c", "import torch"]
-        wall(grade)  # warm the file cache once; every timed run below is still a fresh process
+        commands = {"grade, isolated (default)": grade, "grade --no-isolation": grade + ["--no-isolation"],
+                    "python -c 'import torch'": [sys.executable, "-c", "import torch"]}
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for command in commands.values():
+            wall(command)  # warm the file cache once; every timed run below is still a fresh process
         for _ in range(args.runs):
-            grade_times.append(wall(grade))
-            import_times.append(wall(bare))
-    g, i = statistics.median(grade_times), statistics.median(import_times)
-    print(f"backprop-ninja grade (whole command): median {g:.2f} s  runs {', '.join(f'{t:.2f}' for t in grade_times)}")
-    print(f"python -c 'import torch':            median {i:.2f} s  runs {', '.join(f'{t:.2f}' for t in import_times)}")
-    print(f"grading beyond the torch import:     {g - i:.2f} s   (goal for the whole command: <= 1.5 s)")
+            for name, command in commands.items():
+                times[name].append(wall(command))
+    medians = {name: statistics.median(runs) for name, runs in times.items()}
+    for name, runs in times.items():
+        print(f"{name:28s} median {medians[name]:.2f} s  runs {', '.join(f'{t:.2f}' for t in runs)}")
+    isolated, unisolated, floor = medians.values()
+    print(f"isolated / unisolated: {isolated / unisolated:.2f}x; isolated / bare torch import: {isolated / floor:.2f}x")
+    print(f"goal, the whole isolated command <= 1.5 s: {'met' if isolated <= 1.5 else 'NOT met'} ({isolated:.2f} s)")
 
 
 if __name__ == "__main__":
