@@ -7,10 +7,12 @@ that stand-in, and the last test grades real notebooks with the real engine thro
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from backprop_ninja import batch
+from backprop_ninja.batch import unzip
 
 FAKE_UNITS = [("ex1_probs", 1.0), ("ex1_bnvar", 1.0), ("ex2_logits", 2.0)]
 GRADE_LOG_ENV = "BATCH_TEST_GRADE_LOG"
@@ -62,8 +65,12 @@ def _verdict(unit, max_points, status, message, points):
             "message": message, "exact": None, "max_diff": None, "mismatch": None}
 
 
+STAND_IN_ISOLATION = "stand-in"
+
+
 def _result(path, verdicts, error):
-    return {"submission": str(path), "verdicts": verdicts, "error": error, "execution_time": 0.01}
+    return {"submission": str(path), "verdicts": verdicts, "error": error, "execution_time": 0.01,
+            "isolation": STAND_IN_ISOLATION}
 
 
 # ---------------------------------------------------------------- helpers
@@ -139,12 +146,13 @@ def test_zip_of_notebooks_is_unpacked_safely_and_ids_come_from_entry_names(tmp_p
         zf.writestr("sub/bob.ipynb", nb)
         zf.writestr("../../evil.ipynb", nb)  # must not escape the unpack folder
         zf.writestr("notes.txt", "not a notebook")
+        zf.writestr("Carol.IPYNB", nb)  # the suffix's case is not kept by every LMS
 
     subs = batch.discover(archive, tmp_path / "work")
 
-    assert [s.student_id for s in subs] == ["alice", "bob", "evil"]
+    assert [s.student_id for s in subs] == ["Carol", "alice", "bob", "evil"]
     assert all((tmp_path / "work" / "unzipped") in s.path.parents for s in subs)
-    assert subs[0].source == f"{archive}!alice.ipynb"
+    assert subs[1].source == f"{archive}!alice.ipynb"
     assert not (tmp_path.parent / "evil.ipynb").exists()
 
 
@@ -159,6 +167,155 @@ def test_duplicate_student_ids_stop_the_batch_with_both_files_named(tmp_path):
     write_fake_notebook(folder / "b" / "alice.ipynb", "right")
     with pytest.raises(batch.BatchError, match=r"alice.*a/alice.ipynb.*b/alice.ipynb"):
         batch.discover(folder, tmp_path)
+
+
+# ---------------------------------------------------------------- untrusted zips
+
+def _zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return path
+
+
+def test_a_zip_that_unpacks_past_the_cap_stops_the_batch_without_writing_past_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(unzip, "MAX_UNPACKED_BYTES", 100_000)
+    archive = _zip(tmp_path / "class.zip", {f"s{i:02d}.ipynb": b"0" * 10_000 for i in range(30)})
+
+    with pytest.raises(batch.BatchError, match=r"class\.zip unpacks to more than 97.7 KB .*MAX_UNPACKED_BYTES"):
+        batch.discover(archive, tmp_path / "work")
+
+    written = sum(f.stat().st_size for f in (tmp_path / "work" / "unzipped").iterdir())
+    assert 90_000 <= written <= 100_000  # it unpacked up to the cap, and not a byte past it
+
+
+def test_a_zip_with_too_many_entries_stops_the_batch(tmp_path, monkeypatch):
+    monkeypatch.setattr(unzip, "MAX_ZIP_ENTRIES", 3)
+    archive = _zip(tmp_path / "class.zip", {f"s{i}.ipynb": b"{}" for i in range(4)})
+    with pytest.raises(batch.BatchError, match=r"class\.zip has 4 entries, over the cap of 3"):
+        batch.discover(archive, tmp_path / "work")
+
+
+@pytest.mark.parametrize("sneaky", ["../alice.ipynb", "a/../alice.ipynb", "/alice.ipynb"])
+def test_zip_entries_that_clean_to_the_same_file_stop_the_batch_naming_both(tmp_path, sneaky):
+    archive = _zip(tmp_path / "class.zip", {"alice.ipynb": b"{}", sneaky: b"{}"})
+    with pytest.raises(batch.BatchError) as raised:
+        batch.discover(archive, tmp_path / "work")
+    message = str(raised.value)
+    assert "class.zip" in message and "'alice.ipynb'" in message and repr(sneaky) in message
+
+
+def test_bad_zip_entries_become_their_students_rows_and_are_never_links(tmp_path):
+    good = write_fake_notebook(tmp_path / "src.ipynb", "right").read_bytes()
+    link = zipfile.ZipInfo("carol.ipynb")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16  # a symlink entry: its content is the link's target
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("alice.ipynb", b" " * (11 << 20))            # over the 10 MB limit of a notebook
+        zf.writestr("bob.ipynb", b"{" + b" " * (2 << 20) + b"}")  # 2 MB that packs into a few KB
+        zf.writestr(link, "/dev/zero")
+        zf.writestr("dave.ipynb", good)
+
+    subs = {s.student_id: s for s in batch.discover(archive, tmp_path / "work")}
+
+    assert subs["alice"].refused.startswith("alice.ipynb is 11 MB, over the 10 MB limit of a notebook; clear")
+    assert "bob.ipynb unpacks to over 200 times its packed size" in subs["bob"].refused
+    assert subs["carol"].refused == "carol.ipynb is a symbolic link in the zip; submit the notebook file itself"
+    assert subs["dave"].refused is None and subs["dave"].path.read_bytes() == good
+    for student in ("alice", "bob", "carol"):  # an empty regular file stands in; nothing of the entry is kept
+        assert not subs[student].path.is_symlink() and subs[student].path.stat().st_size == 0
+    assert subs["alice"].source == f"{archive}!alice.ipynb"
+
+
+def test_a_notebook_over_the_limit_is_refused_by_its_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(unzip, "MAX_NOTEBOOK_BYTES", 50_000)
+    archive = _zip(tmp_path / "class.zip", {"alice.ipynb": os.urandom(60_000), "bob.ipynb": b"{}"})
+    subs = {s.student_id: s for s in batch.discover(archive, tmp_path / "work")}
+    assert subs["alice"].refused.startswith("alice.ipynb is 58.6 KB, over the 48.8 KB limit")
+    assert subs["bob"].refused is None
+
+
+# ---------------------------------------------------------------- class folders: links and special files
+
+@pytest.fixture
+def never_hangs():
+    """A FIFO opened for reading, or /dev/zero read to its end, would block the test forever: fail instead."""
+    def stuck(signum, frame):
+        raise TimeoutError("the batch blocked on a special file")
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_links_pipes_and_folders_named_like_notebooks_are_rows_never_opened(tmp_path, grade_log, never_hangs):
+    folder = tmp_path / "class"
+    write_fake_notebook(folder / "dave.ipynb", "right")
+    (folder / "alice.ipynb").symlink_to("/dev/zero")
+    os.mkfifo(folder / "bob.ipynb")
+    (folder / "carol.ipynb").mkdir()
+
+    subs = {s.student_id: s for s in batch.discover(folder, tmp_path / "work")}
+
+    assert sorted(subs) == ["alice", "bob", "carol", "dave"]
+    assert subs["alice"].refused == "alice.ipynb is a symbolic link; submit the notebook file itself"
+    assert subs["bob"].refused == "bob.ipynb is a named pipe (FIFO); submit the notebook file itself"
+    assert subs["carol"].refused == "carol.ipynb is a folder; submit the notebook file itself"
+    assert subs["dave"].refused is None
+
+    out = tmp_path / "out"
+    summary = run_fake_batch(folder, out, jobs=1)
+
+    rows = {row["student_id"]: row for row in read_csv(out / "grades.csv")}
+    assert rows["alice"]["error"] == subs["alice"].refused and rows["alice"]["total"] == "0"
+    assert rows["bob"]["ex1_probs_status"] == "crashed" and "named pipe" in rows["bob"]["error"]
+    assert rows["dave"]["total"] == "4" and rows["dave"]["error"] == ""
+    assert graded_names(grade_log) == ["dave.ipynb"]  # the grader never saw the others
+    assert (summary.graded, summary.failed) == (4, 3)
+    assert run_fake_batch(folder, out, jobs=1).skipped == 4  # refused rows are final until the file changes
+
+
+def test_a_linked_folder_in_a_class_folder_is_named_not_entered(tmp_path, capsys):
+    folder = tmp_path / "class"
+    write_fake_notebook(folder / "dave.ipynb", "right")
+    write_fake_notebook(tmp_path / "elsewhere" / "eve.ipynb", "right")
+    (folder / "extra").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+
+    assert [s.student_id for s in batch.discover(folder, tmp_path / "work")] == ["dave"]
+    assert f"not looking inside {folder / 'extra'}: it is a symbolic link" in capsys.readouterr().err
+
+
+def test_nbgrader_links_and_special_files_become_their_students_rows(tmp_path, never_hangs):
+    submitted = tmp_path / "course" / "submitted"
+    write_fake_notebook(submitted / "bob" / "backprop_ninja" / "backprop_ninja.ipynb", "right")
+    write_fake_notebook(tmp_path / "elsewhere" / "backprop_ninja" / "backprop_ninja.ipynb", "right")
+    (submitted / "alice").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (submitted / "carol" / "backprop_ninja").mkdir(parents=True)
+    os.mkfifo(submitted / "carol" / "backprop_ninja" / "backprop_ninja.ipynb")
+    (submitted / "dan").mkdir()
+    (submitted / "dan" / "backprop_ninja").symlink_to(tmp_path / "elsewhere" / "backprop_ninja")
+
+    subs = {s.student_id: s for s in batch.discover(tmp_path / "course", tmp_path / "work")}
+
+    assert sorted(subs) == ["alice", "bob", "carol", "dan"]
+    assert subs["alice"].refused.startswith("the student's folder alice is a symbolic link; put the folder itself")
+    assert subs["carol"].refused == "backprop_ninja.ipynb is a named pipe (FIFO); submit the notebook file itself"
+    assert "dan/backprop_ninja is a symbolic link, not a folder" in subs["dan"].refused
+    assert subs["bob"].refused is None
+
+
+def test_the_content_hash_never_follows_a_link_or_reads_a_pipe(tmp_path, never_hangs):
+    notebook = write_fake_notebook(tmp_path / "real.ipynb", "right")
+    (tmp_path / "link.ipynb").symlink_to(notebook)
+    (tmp_path / "zero.ipynb").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.ipynb")
+
+    real = batch.content_sha256(notebook)
+    assert real == hashlib.sha256(notebook.read_bytes()).hexdigest()
+    assert batch.content_sha256(tmp_path / "link.ipynb") != real
+    assert batch.content_sha256(tmp_path / "zero.ipynb") != batch.content_sha256(Path("/dev/zero"))
+    assert batch.content_sha256(tmp_path / "pipe.ipynb") == batch.content_sha256(tmp_path)  # not a regular file
 
 
 # ---------------------------------------------------------------- grading
@@ -188,6 +345,51 @@ def test_faults_are_rows_and_the_batch_goes_on(tmp_path, grade_log):
         assert isinstance(data["score"], float) and isinstance(data["tests"], list)
 
 
+def test_grades_csv_says_how_each_submission_was_isolated(tmp_path, grade_log):
+    folder = tmp_path / "class"
+    write_fake_notebook(folder / "a_right.ipynb", "right")
+    write_fake_notebook(folder / "b_exit.ipynb", "exit")
+    (folder / "c_link.ipynb").symlink_to(folder / "a_right.ipynb")
+    out = tmp_path / "out"
+
+    run_fake_batch(folder, out, jobs=1)  # one worker: a_right is graded before b_exit crashes it
+
+    rows = read_csv(out / "grades.csv")
+    header = list(rows[0])
+    assert header[-3:] == ["ex2_logits_status", "isolation", "error"]  # beside the status columns
+    isolation = {row["student_id"]: row["isolation"] for row in rows}
+    assert isolation == {"a_right": STAND_IN_ISOLATION,  # as the engine's result says
+                         "b_exit": STAND_IN_ISOLATION,   # the crash happened under the batch's mode
+                         "c_link": ""}                   # nothing of it ran
+    assert batch.read_record(out / "a_right" / "results.json")["isolation"] == STAND_IN_ISOLATION
+
+
+def test_a_record_keeps_the_results_isolation_and_a_missing_one_reads_empty():
+    from backprop_ninja.export.csv_export import grades_table
+
+    sub = batch.Submission("alice", Path("alice.ipynb"), "alice.ipynb")
+    result = {"verdicts": [_verdict("ex1_probs", 1.0, "ok", "right", 1.0)], "error": None, "isolation": "bwrap"}
+    record = batch.make_record(sub, "key", "v", "sha", "run", result, [("ex1_probs", 1.0)])
+    older = dict(record, isolation=None)  # a record written before results said how they ran
+
+    table = grades_table([("alice", "alice.ipynb", record), ("bob", "bob.ipynb", older), ("carol", "c", None)])
+
+    assert table[0] == ["student_id", "source", "ex1_probs", "total", "max", "ex1_probs_status", "isolation", "error"]
+    assert [row[6] for row in table[1:]] == ["bwrap", "", ""]
+    assert table[3][7].startswith("not graded yet")
+
+
+def test_the_batch_main_process_imports_no_torch(tmp_path):
+    folder = tmp_path / "class"
+    write_fake_notebook(folder / "alice.ipynb", "right")
+    script = ("import sys; from backprop_ninja import batch; import backprop_ninja.batch.worker; "
+              f"batch.discover({str(folder)!r}, {str(tmp_path / 'work')!r}); batch.grader_version(); "
+              "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_workers_stay_warm_and_a_rerun_grades_nothing(tmp_path, grade_log):
     folder = tmp_path / "class"
     for i in range(8):
@@ -214,21 +416,22 @@ def test_a_new_grader_version_regrades(tmp_path, grade_log, monkeypatch):
     write_fake_notebook(folder / "alice.ipynb", "right")
     out = tmp_path / "out"
     run_fake_batch(folder, out, jobs=1)
-    monkeypatch.setattr(batch, "grader_version", lambda: "9.9.9+feedfacecafe")
+    monkeypatch.setattr(batch.resume, "grader_version", lambda: "9.9.9+feedfacecafe")
     assert run_fake_batch(folder, out, jobs=1).graded == 1
     assert len(graded_names(grade_log)) == 2
 
 
-def test_the_grading_code_hash_covers_units_and_engine_but_not_the_cli():
-    files = {p.relative_to(batch.PACKAGE_DIR).as_posix() for p in batch._grading_code_files()}
-    assert {"units.py", "model.py", "grade/compare.py", "grade/verdict.py"} <= files
-    assert "grade/cli.py" not in files and "batch.py" not in files
+def test_the_grading_code_hash_covers_units_engine_sandbox_and_worker_but_not_the_cli():
+    files = {p.relative_to(batch.PACKAGE_DIR).as_posix() for p in batch.resume.grading_code_files()}
+    assert {"units.py", "model.py", "grade/compare.py", "grade/verdict.py", "sandboxed/__init__.py",
+            "batch/worker.py"} <= files
+    assert "grade/cli.py" not in files and "batch/run.py" not in files and "batch/inputs.py" not in files
 
 
 def test_a_second_batch_on_the_same_output_is_refused(tmp_path):
     out = tmp_path / "out"
     (out / batch.STATE_DIR).mkdir(parents=True)
-    with batch._exclusive_lock(out / batch.STATE_DIR / "lock", out):
+    with batch.resume.exclusive_lock(out / batch.STATE_DIR / "lock", out):
         with pytest.raises(batch.BatchError, match="Another batch"):
             batch.run_batch(tmp_path, out, 1, grader_module="test_batch", progress=False)
 
@@ -239,7 +442,7 @@ KILL_SCRIPT = """
 import sys
 from backprop_ninja import batch
 from backprop_ninja.cli import main
-batch.DEFAULT_GRADER = "test_batch"  # the stand-in engine: the CLI and the batch machinery are the real ones
+batch.run.DEFAULT_GRADER = "test_batch"  # the stand-in engine: the CLI and the batch machinery are the real ones
 sys.exit(main(sys.argv[1:]))
 """
 

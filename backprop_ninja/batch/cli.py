@@ -1,0 +1,47 @@
+"""`backprop-ninja grade FOLDER|ZIP --out DIR [--jobs N]`: the batch's arguments and entry, called from grade/cli.py."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from backprop_ninja.batch import run
+from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS
+from backprop_ninja.batch.submission import BatchError
+
+
+def add_batch_arguments(parser) -> None:
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="worker processes for a folder or zip (default: the number of CPUs)")
+    parser.add_argument("--id-pattern", default=None, metavar="REGEX",
+                        help="take the student id from each notebook's file name with this regular expression "
+                             "and its (?P<student_id>...) group (default: the file name without .ipynb)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="regrade submissions whose earlier row says they could not be graded")
+
+
+def run_from_args(args) -> int:
+    """`backprop-ninja grade FOLDER|ZIP --out DIR [--jobs N]`, dispatched from grade/cli.py."""
+    source = Path(getattr(args, "notebook", None) or args.path)
+    if not getattr(args, "out", None):
+        print(f"grade: {source} holds a whole class; say where the results go with --out DIR.", file=sys.stderr)
+        return run.EXIT_BATCH_FAILED
+    limits = {name: getattr(args, name) for name in ("unit_timeout", "total_timeout")
+              if getattr(args, name, None) is not None}
+    watchdog = max(DEFAULT_WATCHDOG_SECONDS, 2 * limits.get("total_timeout", 0))
+    try:
+        summary = run.run_batch(source, Path(args.out), getattr(args, "jobs", None), limits=limits,
+                                watchdog_seconds=watchdog, id_pattern=getattr(args, "id_pattern", None),
+                                retry_failed=getattr(args, "retry_failed", False))
+    except BatchError as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return run.EXIT_BATCH_FAILED
+    except KeyboardInterrupt:
+        print("grade: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(summary.line())
+    return summary.exit_code
+
+
+def is_batch_input(path) -> bool:
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() == ".zip"

@@ -1,0 +1,68 @@
+"""Results on disk: each student's results.json with our record inside, and grades.csv; written atomically."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from backprop_ninja.batch.submission import Submission
+from backprop_ninja.export.csv_export import grades_table
+
+RESULTS_NAME = "results.json"
+CSV_NAME = "grades.csv"
+RECORD_KEY = "backprop_ninja"          # results.json["extra_data"][RECORD_KEY] holds our record
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Temp file in the same folder, fsync, os.replace: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as temp:
+            temp.write(text)
+            os.fchmod(temp.fileno(), 0o644)  # mkstemp makes 0600; results are for the whole course staff
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomically(path: Path, data: dict) -> None:
+    write_text_atomically(path, json.dumps(data, indent=1))
+
+
+def read_record(results_file: Path) -> dict | None:
+    """Our record inside a results.json, or None if the file is absent, damaged or not ours."""
+    try:
+        data = json.loads(results_file.read_text(encoding="utf-8"))
+        record = data["extra_data"][RECORD_KEY]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def make_record(sub: Submission, key: str, version: str, content_hash: str, run_id: str,
+                result: dict, units: list) -> dict:
+    """What we keep beside Gradescope's fields: enough to resume, and to build the CSV and the report."""
+    verdicts = [{k: v for k, v in verdict.items() if k != "mismatch"} for verdict in result["verdicts"]]
+    return {
+        "student_id": sub.student_id, "source": sub.source, "submission_sha256": content_hash,
+        "grader_version": version, "key": key, "run_id": run_id, "error": result.get("error"),
+        "execution_time": result.get("execution_time", 0.0), "isolation": result.get("isolation", ""),
+        "verdicts": verdicts, "units": [list(u) for u in units],
+    }
+
+
+def write_grades_csv(out_dir: Path, subs: list[Submission]) -> Path:
+    """One row per student, from the records (see export/csv_export.py for the columns)."""
+    entries = [(s.student_id, s.source, read_record(out_dir / s.student_id / RESULTS_NAME)) for s in subs]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(grades_table(entries))
+    path = out_dir / CSV_NAME
+    write_text_atomically(path, buffer.getvalue())
+    return path

@@ -1,0 +1,89 @@
+"""run_batch: find the submissions, skip those already graded, grade the rest with the pool, commit each
+result (the only writer), then write grades.csv. No torch here: the workers have it."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from backprop_ninja.batch import resume
+from backprop_ninja.batch.inputs import discover
+from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS, grade_with_pool
+from backprop_ninja.batch.records import RECORD_KEY, RESULTS_NAME, make_record, read_record, write_grades_csv, \
+    write_json_atomically
+from backprop_ninja.batch.submission import Submission
+from backprop_ninja.grade.verdict import SubmissionResult
+
+STATE_DIR = ".batch"                   # inside --out: lock, commit log, worker log, unzipped input
+DEFAULT_GRADER = "backprop_ninja.batch.worker"  # module with warm_up() and grade(path, limits)
+EXIT_ALL_GRADED = 0
+EXIT_BATCH_FAILED = 1
+EXIT_SOME_NOT_GRADED = 3
+
+
+@dataclass
+class BatchSummary:
+    graded: int = 0         # graded in this run
+    skipped: int = 0        # already graded by this grader version
+    failed: int = 0         # rows with a submission-level error (this run and earlier ones)
+    total: int = 0
+    seconds: float = 0.0
+    csv_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOME_NOT_GRADED if self.failed else EXIT_ALL_GRADED
+
+    def line(self) -> str:
+        return (f"graded {self.graded}, already done {self.skipped}, failed {self.failed} of {self.total} "
+                f"submissions in {self.seconds:.1f} s -> {self.csv_path}")
+
+
+def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: dict | None = None,
+              grader_module: str | None = None, start_method: str = "forkserver",
+              watchdog_seconds: float = DEFAULT_WATCHDOG_SECONDS, id_pattern: str | None = None,
+              retry_failed: bool = False, progress: bool = True) -> BatchSummary:
+    """Grade every submission under `source` into `out_dir`; resumable. Raises BatchError if it cannot run."""
+    started = time.monotonic()
+    grader_module = grader_module or DEFAULT_GRADER
+    out_dir = Path(out_dir)
+    state = out_dir / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    limits = dict(limits or {})
+    with resume.exclusive_lock(state / "lock", out_dir):
+        resume.remove_partial_files(out_dir)
+        subs = discover(Path(source), state, id_pattern)
+        version = resume.grader_version()
+        run_id = uuid.uuid4().hex[:12]
+        keys = {s.student_id: resume.key_of(s, version, limits) for s in subs}
+        resume.recover_commit_log(state, out_dir, subs)
+        todo = [s for s in subs if not resume.already_done(out_dir, s, keys[s.student_id][0], retry_failed)]
+        summary = BatchSummary(skipped=len(subs) - len(todo), total=len(subs))
+
+        def commit(sub: Submission, result: dict, gradescope: dict, units: list) -> None:
+            # feedback.py imports the units table (torch): import it at the first commit, not with the batch
+            from backprop_ninja.export.feedback import write_feedback
+
+            key, content_hash = keys[sub.student_id]
+            gradescope = dict(gradescope)
+            gradescope["extra_data"] = dict(gradescope.get("extra_data") or {})
+            gradescope["extra_data"][RECORD_KEY] = make_record(sub, key, version, content_hash, run_id,
+                                                               result, units)
+            # the feedback page first: once results.json exists, the submission counts as done
+            write_feedback(SubmissionResult.from_dict(result), out_dir / sub.student_id)
+            write_json_atomically(out_dir / sub.student_id / RESULTS_NAME, gradescope)
+            resume.log_commit(state, sub.student_id, key, run_id)
+            summary.graded += 1
+
+        if todo:
+            gradable = sum(1 for s in todo if not s.refused)
+            jobs = max(1, min(jobs or os.cpu_count() or 1, gradable))
+            grade_with_pool(todo, jobs, commit, grader_module, start_method, state / "workers.log",
+                            limits, watchdog_seconds, progress, already=summary.skipped, total=len(subs))
+        summary.csv_path = write_grades_csv(out_dir, subs)
+        summary.failed = sum(1 for s in subs if (read_record(out_dir / s.student_id / RESULTS_NAME) or {})
+                             .get("error"))
+        summary.seconds = time.monotonic() - started
+        return summary
