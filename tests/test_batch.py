@@ -30,7 +30,7 @@ GRADE_LOG_ENV = "BATCH_TEST_GRADE_LOG"
 
 # ---------------------------------------------------------------- the stand-in engine (runs in the workers)
 
-def warm_up():
+def warm_up(limits=None):
     return FAKE_UNITS
 
 

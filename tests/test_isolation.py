@@ -228,3 +228,23 @@ def test_the_canary_blames_the_machine_not_the_student(launcher, names_file):
                               launcher=launcher, memory_limit_bytes=64 << 20)
     assert "reference answers" in str(problem.value) and "no student was graded" in str(problem.value)
 
+
+
+def test_a_class_is_not_graded_unisolated_unless_asked(tmp_path):
+    import subprocess
+    import sys
+
+    examples = KIT / "examples" / "submitted"
+    env = dict(os.environ, PATH=str(tmp_path / "empty"))  # no bwrap on PATH
+    command = [sys.executable, "-m", "backprop_ninja", "grade", str(examples), "--jobs", "1"]
+    stopped = subprocess.run(command + ["--out", str(tmp_path / "stopped")], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert stopped.returncode == 1 and "bubblewrap" in stopped.stderr and "--no-isolation" in stopped.stderr
+    assert not (tmp_path / "stopped" / "grades.csv").exists()
+    forced = subprocess.run(command + ["--out", str(tmp_path / "forced"), "--no-isolation"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    csv_text = (tmp_path / "forced" / "grades.csv").read_text()
+    assert "none (--no-isolation)" in csv_text
+    record = json.loads((tmp_path / "forced" / "ada" / "results.json").read_text())
+    assert record["extra_data"]["isolation"] == "none (--no-isolation)"

@@ -27,6 +27,8 @@ def run_from_args(args) -> int:
         return run.EXIT_BATCH_FAILED
     limits = {name: getattr(args, name) for name in ("unit_timeout", "total_timeout")
               if getattr(args, name, None) is not None}
+    # A class's code is strangers' code: isolated, or the batch stops with the fix (the workers check).
+    limits["isolation"] = "off" if getattr(args, "no_isolation", False) else "required"
     watchdog = max(DEFAULT_WATCHDOG_SECONDS, 2 * limits.get("total_timeout", 0))
     try:
         summary = run.run_batch(source, Path(args.out), getattr(args, "jobs", None), limits=limits,

@@ -1,6 +1,6 @@
 """The warm worker pool: N processes forked from a forkserver that has imported the grader once.
 
-Each worker loads the grader module, calls its warm_up(), then grade(path, limits) per submission and sends
+Each worker loads the grader module, calls its warm_up(limits), then grade(path, limits) per submission and sends
 back the result; the main process (run.py) commits it. A worker that dies or stays silent past the watchdog
 is replaced, and its submission becomes a row that says why.
 """
@@ -37,7 +37,7 @@ def _worker_main(conn, grader_module: str, log_path: str, limits: dict, environ:
     os.dup2(log_fd, 2)
     try:
         grader = importlib.import_module(grader_module)
-        units = grader.warm_up()
+        units = grader.warm_up(limits)
     except BaseException as error:  # noqa: BLE001 - reported to the main process, which stops the batch
         conn.send(("failed", f"{type(error).__name__}: {error}"))
         return

@@ -17,7 +17,7 @@ from backprop_ninja.batch.submission import Submission
 from backprop_ninja.grade.verdict import SubmissionResult
 
 STATE_DIR = ".batch"                   # inside --out: lock, commit log, worker log, unzipped input
-DEFAULT_GRADER = "backprop_ninja.batch.worker"  # module with warm_up() and grade(path, limits)
+DEFAULT_GRADER = "backprop_ninja.batch.worker"  # module with warm_up(limits) and grade(path, limits)
 EXIT_ALL_GRADED = 0
 EXIT_BATCH_FAILED = 1
 EXIT_SOME_NOT_GRADED = 3
@@ -52,6 +52,7 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     limits = dict(limits or {})
+    limits.setdefault("isolation", "required")  # part of the resume key: switching it regrades
     with resume.exclusive_lock(state / "lock", out_dir):
         resume.remove_partial_files(out_dir)
         subs = discover(Path(source), state, id_pattern)

@@ -1,4 +1,9 @@
-"""The grader a batch worker runs by default (run.DEFAULT_GRADER): `warm_up()` once, then `grade(path, limits)`.
+"""The grader a batch worker runs by default (run.DEFAULT_GRADER): `warm_up(limits)` once, then `grade(path, limits)`.
+
+`limits["isolation"]` is "required" (the default) or "off" (--no-isolation). warm_up starts this worker's
+sandbox (one bwrap host, reused for every submission; each submission still gets fresh namespaces) and runs
+the engine's canary under the batch's limits, so a machine that cannot grade stops the batch before any
+student is graded.
 
 A grader module is anything with these two functions (tests use a stand-in); PRELOAD names the modules the
 forkserver imports once, so that every worker forks with them loaded. This module must not import torch at
@@ -10,13 +15,23 @@ from __future__ import annotations
 PRELOAD = ("backprop_ninja.grade.engine", "backprop_ninja.export.gradescope")
 
 
-def warm_up() -> list[tuple[str, float]]:
-    """Import the engine (and torch), load the data once; return the units as (grade_id, max points)."""
+_launcher = None  # this worker's sandbox, from warm_up
+
+
+def warm_up(limits: dict | None = None) -> list[tuple[str, float]]:
+    """Start the sandbox, import the engine (and torch), load the data once, run the canary; return the units
+    as (grade_id, max points). Raises (and the batch stops, saying why) if this machine cannot grade."""
+    global _launcher
+    from backprop_ninja.grade import isolation
+
+    limits = dict(limits or {})
+    _launcher = isolation.start(limits.pop("isolation", isolation.REQUIRED))  # starts before torch loads here
     from backprop_ninja.grade import engine
     from backprop_ninja.units import UNITS
 
     for seed, n in engine.REPLAYS:  # cached by the engine: built once per worker, not per submission
         engine.replay_inputs(seed, n)
+    engine.ensure_environment(_launcher, engine.limits_for(**limits), *engine.timeouts(**limits))
     return [(u.grade_id, float(u.points)) for u in UNITS]
 
 
@@ -27,5 +42,6 @@ def grade(path: str, limits: dict) -> tuple[dict, dict]:
     from backprop_ninja.export.gradescope import to_gradescope
     from backprop_ninja.grade.engine import grade_notebook
 
-    result = grade_notebook(path, **limits)
+    limits = {name: value for name, value in limits.items() if name != "isolation"}
+    result = grade_notebook(path, launcher=_launcher, **limits)
     return asdict(result), to_gradescope(result)

@@ -57,7 +57,7 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
     """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds;
     raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade."""
     launcher = launcher or shared_launcher()
-    limits = sandbox.Limits(memory_bytes=memory_limit_bytes, cpu_seconds=int(total_timeout) + 5)
+    limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
     if check_environment:
         ensure_environment(launcher, limits, unit_timeout, total_timeout)
     started = time.monotonic()
@@ -71,6 +71,17 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
     result.submission = str(path)
     result.execution_time = time.monotonic() - started
     return result
+
+
+def limits_for(*, memory_limit_bytes: int = MEMORY_LIMIT, total_timeout: float = TOTAL_TIMEOUT,
+               **_ignored) -> sandbox.Limits:
+    """A worker's limits for grade_notebook's keyword arguments (the CPU limit backs up the total timeout)."""
+    return sandbox.Limits(memory_bytes=memory_limit_bytes, cpu_seconds=int(total_timeout) + 5)
+
+
+def timeouts(*, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT, **_ignored):
+    """(unit_timeout, total_timeout) for grade_notebook's keyword arguments."""
+    return unit_timeout, total_timeout
 
 
 def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
