@@ -66,9 +66,6 @@ def build_gradescope_zip(out_dir: Path, repo: Path = REPO) -> Path:
 
 # ---------------------------------------------------------------- inside Gradescope: one submission
 
-NO_ISOLATION_ENV = "BACKPROP_NINJA_NO_ISOLATION"  # set to 1 in run_autograder's environment to grade unisolated
-
-
 def autograde(root: Path) -> dict:
     """Grade ROOT/submission/*.ipynb into ROOT/results/results.json; return what was written.
 
@@ -96,13 +93,11 @@ def autograde(root: Path) -> dict:
 
 
 def _grade_isolated(notebook: Path) -> dict:
-    import os
-
     from backprop_ninja.export.gradescope import to_gradescope
     from backprop_ninja.grade import isolation
 
-    mode = isolation.OFF if os.environ.get(NO_ISOLATION_ENV) == "1" else isolation.REQUIRED
-    with isolation.start(mode) as launcher:  # leaving it ends every process that ran student code
+    # Required; BACKPROP_NINJA_NO_ISOLATION=1 in run_autograder's environment opts out (and says so in results).
+    with isolation.start(isolation.REQUIRED) as launcher:  # leaving it ends every process that ran student code
         from backprop_ninja.grade.engine import grade_notebook
 
         result = grade_notebook(notebook, launcher=launcher)
