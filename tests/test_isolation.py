@@ -63,6 +63,7 @@ raise RuntimeError(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "pid": os
 """
 
 
+@pytest.mark.isolation
 def test_student_code_runs_as_the_sandbox_user_alone_in_its_namespaces(launcher, replay_values):
     facts = probe(launcher, replay_values, IDENTITY)
     if os.geteuid() == 0:
@@ -88,6 +89,7 @@ raise RuntimeError(json.dumps({"visible": visible, "usr": usr}))
 """
 
 
+@pytest.mark.isolation
 def test_the_kit_the_course_and_the_output_are_not_visible(launcher, replay_values, names_file, tmp_path):
     classmate = tmp_path / "submitted" / "bob" / "backprop_ninja.ipynb"
     classmate.parent.mkdir(parents=True)
@@ -113,6 +115,7 @@ raise RuntimeError(json.dumps(tries))
 """
 
 
+@pytest.mark.isolation
 def test_student_code_cannot_start_processes_or_programs_or_signal_others(launcher, replay_values):
     tries = probe(launcher, replay_values, PROCESSES)
     assert tries == {"fork": 1, "subprocess": 1, "exec": 1, "kill": 1}  # EPERM each time
@@ -131,6 +134,7 @@ raise RuntimeError(json.dumps(open_fds))
 """
 
 
+@pytest.mark.isolation
 def test_a_worker_inherits_no_descriptor_but_its_channel(launcher, replay_values):
     open_fds = probe(launcher, replay_values, DESCRIPTORS)
     assert open_fds[:3] == [0, 1, 2] and len(open_fds) == 4  # stdio (/dev/null) and the worker's socket
@@ -154,6 +158,7 @@ raise RuntimeError(json.dumps({"seen": seen, "written_mb": written, "full": full
 """
 
 
+@pytest.mark.isolation
 def test_each_box_has_a_private_capped_tmp_that_the_next_box_never_sees(launcher, replay_values):
     first = probe(launcher, replay_values, LEAVE_A_FILE)
     second = probe(launcher, replay_values, LEAVE_A_FILE)
@@ -187,6 +192,7 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.mark.isolation
 def test_nothing_outlives_a_box_or_the_launcher(replay_values):
     with isolation.start(isolation.REQUIRED) as own:
         box = own.open_box(replay_values, engine.worker_meta(), LIMITS)
@@ -221,6 +227,7 @@ def test_without_bwrap_grading_a_class_stops_with_the_fix_and_self_study_goes_on
     assert "without isolation" in capsys.readouterr().err
 
 
+@pytest.mark.isolation
 def test_the_canary_blames_the_machine_not_the_student(launcher, names_file):
     with pytest.raises(engine.EnvironmentProblem) as problem:
         # an address-space cap far below what torch needs: even the reference answers fail
