@@ -218,6 +218,7 @@ def test_nothing_outlives_a_box_or_the_launcher(replay_values):
 
 def test_without_bwrap_grading_a_class_stops_with_the_fix_and_self_study_goes_on(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no bwrap on PATH
+    monkeypatch.delenv(isolation.NO_ISOLATION_ENV, raising=False)
     with pytest.raises(isolation.IsolationUnavailable) as stopped:
         isolation.start(isolation.REQUIRED)
     assert "bubblewrap" in str(stopped.value) and "--no-isolation" in str(stopped.value)
@@ -243,6 +244,7 @@ def test_a_class_is_not_graded_unisolated_unless_asked(tmp_path):
 
     examples = KIT / "examples" / "submitted"
     env = dict(os.environ, PATH=str(tmp_path / "empty"))  # no bwrap on PATH
+    env.pop(isolation.NO_ISOLATION_ENV, None)
     command = [sys.executable, "-m", "backprop_ninja", "grade", str(examples), "--jobs", "1"]
     stopped = subprocess.run(command + ["--out", str(tmp_path / "stopped")], env=env, capture_output=True,
                              text=True, timeout=300)
