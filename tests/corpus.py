@@ -366,8 +366,9 @@ CORPUS: tuple[Submission, ...] = (
                {"ex1_norm_logits": Expect(CRASHED, ("died",))}),
     Submission("fault_sys_exit", "fault", {"ex1_b2": "import sys\nsys.exit('done')"},
                {"ex1_b2": Expect(ERROR, ("SystemExit",))}),
-    Submission("fault_fork", "fault",
-               {"ex1_hpreact": "import os\nos.fork()\ndhpreact = (1.0 - h**2) * dh"}),
+    Submission("fault_fork", "fault",  # student code may not start processes: fork fails, the cell raises
+               {"ex1_hpreact": "import os\nos.fork()\ndhpreact = (1.0 - h**2) * dh"},
+               {"ex1_hpreact": Expect(ERROR, ("PermissionError",))}),
     Submission("fault_syntax_error", "fault", {"ex1_b1": "db1 = dhprebn.sum(0"},
                {"ex1_b1": Expect(ERROR, ("does not parse",))}),
     Submission("fault_deleted_answer_cell", "fault", fault=delete_cell("ex1_W1"),

@@ -15,7 +15,8 @@ from typing import Iterator
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import evidence, replay as worker_side
+from backprop_ninja.grade import engine, evidence
+from backprop_ninja.sandboxed import worker as worker_side
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ EQUIVALENCE_RTOL = 1e-9  # float64 rounding of a right answer is ~1e-16 of the s
 
 
 def _namespace(replay: model.Replay, unit: units.Unit) -> dict:
-    ns = worker_side.replay_variables(replay.values64)  # the names a cell sees, in float64
+    meta = worker_side.Meta.from_dict(engine.worker_meta())
+    ns = worker_side.replay_variables(replay.values64, meta)  # the names a cell sees, in float64
     if unit.exercise == 1:
         earlier = units.EXERCISE_1[: units.EXERCISE_1.index(unit)]
         ns.update({"d" + u.var: replay.grads[u.var].clone() for u in earlier})
