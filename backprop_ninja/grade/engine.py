@@ -227,21 +227,24 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
                       unit_timeout: float, limits: sandbox.Limits,
                       launcher: isolation.Launcher) -> dict[str, Verdict]:
     torch.set_num_threads(1)  # an OpenMP pool that existed before fork() hangs the child
-    verdicts, skip = {}, set()
-    for plan, exercises in zip(replay_plans(), ({1}, {2, 3, 4})):
-        graded = [u for u in to_replay if u.exercise in exercises]
-        if not graded:
-            continue
-        replays = [replay_inputs(seed, n) for seed, n in plan]
-        with launcher.open_box([r.values for r in replays], worker_meta(), limits) as box:
-            for r in replays:  # only now: the spawner is forked and will never see these
-                add_reference_gradients(r)
-            runner = _Runner(box, to_replay, answers, replays, unit_timeout, deadline, skip)
+    groups = [(plan, [u for u in to_replay if u.exercise in exercises])
+              for plan, exercises in zip(replay_plans(), ({1}, {2, 3, 4}))]
+    groups = [(plan, graded) for plan, graded in groups if graded]
+    replays = [[replay_inputs(seed, n) for seed, n in plan] for plan, _ in groups]
+    verdicts, skip, first = {}, set(), 0
+    # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
+    with launcher.open_box([r.values for group in replays for r in group], worker_meta(), limits) as box:
+        for r in (r for group in replays for r in group):  # only now: the spawner will never see these
+            add_reference_gradients(r)
+        for (plan, graded), group in zip(groups, replays):
+            indices = list(range(first, first + len(group)))
+            first += len(group)
+            runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip)
             graded_ids = {u.grade_id for u in graded}
             outcomes = runner.run_all(graded_ids)
-            proofs = [evidence.build_evidence(r, graded_ids) for r in replays]
-        verdicts.update({u.grade_id: _judge(u, outcomes[u.grade_id], [p[u.grade_id] for p in proofs], plan)
-                         for u in graded})
+            proofs = [evidence.build_evidence(r, graded_ids) for r in group]
+            verdicts.update({u.grade_id: _judge(u, outcomes[u.grade_id], [p[u.grade_id] for p in proofs], plan)
+                             for u in graded})
     return verdicts
 
 
@@ -255,8 +258,9 @@ class _Runner:
     imports), since those exercises start from the loss, not from Exercise 1's results.
     """
 
-    def __init__(self, box, jobs, answers, replays, unit_timeout, deadline, skip: set[str]):
+    def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str]):
         self.box, self.jobs, self.answers, self.replays = box, jobs, answers, replays
+        self.indices = indices  # where these replays sit among the box's
         self.unit_timeout, self.deadline = unit_timeout, deadline
         self.skip = skip  # cells that hung or crashed: never re-run (shared between the two sets of replays)
         self.worker: sandbox.Worker | None = None
@@ -289,7 +293,7 @@ class _Runner:
         # A worker keeps the references it was sent; send only those it lacks (Exercise 1's grow by one a unit).
         new = [[name for name in u if name not in self.sent] for u in upstream]
         arrays = [u[name].detach().contiguous().numpy() for u, names in zip(upstream, new) for name in names]
-        header = {**_job(unit), "mode": "graded", "source": self.answers[unit.grade_id],
+        header = {**_job(unit), "mode": "graded", "source": self.answers[unit.grade_id], "replays": self.indices,
                   "upstream": [list(u) for u in upstream], "new": new}
         self.sent.update(name for names in new for name in names)
         self.worker_saw_references |= bool(self.sent)
@@ -316,7 +320,8 @@ class _Runner:
                     continue
                 if self.jobs[index].exercise >= 2 and not defines_helpers(self.answers[earlier.grade_id]):
                     continue
-                header = {**_job(earlier), "mode": "history", "source": self.answers[earlier.grade_id]}
+                header = {**_job(earlier), "mode": "history", "source": self.answers[earlier.grade_id],
+                          "replays": self.indices}
                 try:
                     self.worker.request(header, [], self._deadline())
                 except sandbox.WorkerFailure:

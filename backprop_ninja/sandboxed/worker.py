@@ -144,27 +144,31 @@ class Session:
         self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
+        """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
         unit = Job(header["unit"], header["answer"], header["exercise"])
         graded = header["mode"] == "graded"
-        upstream = self._receive_references(header, arrays)
+        indices = [int(r) for r in header.get("replays", range(len(self.replays)))]
+        upstream = self._receive_references(header, arrays, indices)
         try:
             code = compile(header["source"], f"<answer cell {unit.grade_id}>", "exec")
         except (SyntaxError, ValueError) as error:
-            return {"outcomes": [_raised(error)] * len(self.replays) if graded else []}, []
+            return {"outcomes": [_raised(error)] * len(indices) if graded else []}, []
         outcomes, answers = [], []
-        for r in range(len(self.replays)):
-            outcome, arrays_r = self._run_on_replay(unit, code, r, upstream[r] if graded else {}, graded)
+        for k, r in enumerate(indices):
+            outcome, arrays_r = self._run_on_replay(unit, code, r, upstream[k] if graded else {}, graded)
             if graded:
                 outcomes.append(outcome)
                 answers += arrays_r
         return {"outcomes": outcomes}, answers
 
-    def _receive_references(self, header: dict, arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+    def _receive_references(self, header: dict, arrays: list[np.ndarray],
+                            indices: list[int]) -> list[dict[str, torch.Tensor]]:
         """Store the references that came with this job; return fresh copies of those this unit may use."""
-        for kept, new in zip(self.references, _split_arrays(header.get("new", []), arrays)):
+        kept_for = [self.references[r] for r in indices]
+        for kept, new in zip(kept_for, _split_arrays(header.get("new", []), arrays)):
             kept.update(new)
         return [{name: kept[name].clone() for name in names if name in kept}
-                for kept, names in zip(self.references, header.get("upstream", []))]
+                for kept, names in zip(kept_for, header.get("upstream", []))]
 
     def _run_on_replay(self, unit: "Job", code, r: int, upstream: dict, graded: bool):
         ns = self.namespaces[r]
