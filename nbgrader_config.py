@@ -10,7 +10,8 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     ClearOutput, Execute, GetGrades, IncludeHeaderFooter, LimitOutput, LockCells,
                                     SaveAutoGrades)
 
-from backprop_ninja.nbgrader_plugins import ScoreOnErrorsOnly, ShortTracebacks
+from backprop_ninja.nbgrader_plugins import (ApplyEngineVerdicts, EngineVerdicts, SandboxedExecute, ScoreOnErrorsOnly,
+                                             ShortTracebacks)
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -46,10 +47,17 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Execute.timeout = _cell_timeout_seconds()
 c.Execute.shutdown_kernel = "immediate"
 
-# A test cell scores from errors only: stderr (a torch UserWarning) and execute_result (a forged
-# `sys.displayhook(1.0)`) no longer decide points.
-c.Autograde.autograde_preprocessors = [Execute, ScoreOnErrorsOnly, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# Points come from the grader, not from the student's kernel: EngineVerdicts grades the notebook before the kernel
+# starts, SandboxedExecute runs the kernel in a sandbox (no network, no course folder, no gradebook) and survives a
+# kernel that dies, and ApplyEngineVerdicts writes each unit's verdict into its test cell, which SaveAutoGrades
+# scores. ScoreOnErrorsOnly stays as a second line, should a grade cell ever keep the kernel's outputs: stderr (a torch
+# UserWarning) and execute_result (a forged `sys.displayhook(1.0)`) decide nothing.
+c.Autograde.autograde_preprocessors = [EngineVerdicts, SandboxedExecute, ScoreOnErrorsOnly, ApplyEngineVerdicts,
+                                       ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+                                       CheckCellMetadata]
+# "required": autograde fails, naming the fix, where bubblewrap cannot sandbox student code. "off" (or
+# BACKPROP_NINJA_NO_ISOLATION=1) grades without the sandbox, and every test cell says so.
+c.EngineVerdicts.isolation = "required"
 
 # Deleted or metadata-stripped test cells are put back from the gradebook and graded, instead of scoring 0 quietly.
 c.OverwriteCells.add_missing_cells = True

@@ -1,8 +1,9 @@
 """`backprop-ninja demo`: grade the shipped example submissions, with nbgrader and with our own grader.
 
 1. copy examples/submitted/<student>/ into the course's submitted/ folder;
-2. `nbgrader autograde` them (the hidden test cells call our grader), and print each student's points per unit
-   from nbgrader's gradebook;
+2. `nbgrader autograde` them (our grader grades each notebook before nbgrader's sandboxed kernel runs it, and each
+   test cell gets its unit's verdict; docs/nbgrader.md), and print each student's points per unit from nbgrader's
+   gradebook;
 3. grade the same folder with `backprop-ninja grade` (batch), write results.json per student, grades.csv and the
    cohort report, and check that both front ends gave the same points.
 """
@@ -31,11 +32,14 @@ def nbgrader_points(root: Path, students: list[str]) -> dict[str, dict[str, floa
     """student -> grade_id -> points, read from nbgrader's gradebook (test cells are named test_<grade_id>)."""
     from nbgrader.api import Gradebook
 
+    from backprop_ninja.nbgrader_plugins import TEST_CELL_PREFIX
+
     points = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
         for student in students:
             notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
-            points[student] = {g.name[len("test_"):]: g.score for g in notebook.grades if g.name.startswith("test_")}
+            points[student] = {g.name.removeprefix(TEST_CELL_PREFIX): g.score for g in notebook.grades
+                               if g.name.startswith(TEST_CELL_PREFIX)}
     return points
 
 

@@ -1,9 +1,15 @@
 """The hook that nbgrader's hidden test cells call: `assert grade_unit("ex1_probs")`.
 
-In-kernel code cannot be trusted (the student's cells ran in the same kernel), so the hook does no grading itself:
-the first call runs the standalone grader on the notebook file in a separate process, caches its verdicts, and
-every call returns one unit's verdict. nbgrader and `backprop-ninja grade` therefore give the same points.
-What this cannot protect against is written in docs/grader.md ("Grading inside nbgrader").
+Under `nbgrader autograde` with our config it decides nothing: the grader graded the submission before the kernel
+started, and nbgrader_plugins.ApplyEngineVerdicts replaces the test cells' outputs with those verdicts. The kernel
+is told so (BACKPROP_NINJA_VERDICTS_OUTSIDE_KERNEL, set by SandboxedExecute), and this hook then only prints that
+(sandboxed/graded_outside.py; in the sandboxed kernel that module answers this import itself, since the kit is not
+in the sandbox).
+
+Elsewhere (`nbgrader validate` on the source notebook, or an autograde chain without our steps) it still grades:
+the first call runs the standalone grader on the notebook file in a separate process, caches its verdicts, and every
+call returns one unit's verdict. In-kernel code cannot be trusted there (the student's cells ran in the same
+kernel); docs/nbgrader.md says why autograde no longer relies on it.
 """
 from __future__ import annotations
 
@@ -13,15 +19,14 @@ import os
 import subprocess
 import sys
 
+OUTSIDE_VERDICTS_VAR = "BACKPROP_NINJA_VERDICTS_OUTSIDE_KERNEL"  # set in kernels by nbgrader_plugins.SandboxedExecute
+
 _verdicts: dict[str, dict] | None = None
 _failure: str | None = None
 
 
 def _notebook_path() -> str | None:
     """The notebook being graded: nbgrader runs the kernel in the notebook's folder."""
-    explicit = os.environ.get("BACKPROP_NINJA_SUBMISSION")
-    if explicit:
-        return explicit
     if os.path.isfile("backprop_ninja.ipynb"):
         return "backprop_ninja.ipynb"
     found = sorted(glob.glob("*.ipynb"))
@@ -47,6 +52,10 @@ def _grade_once() -> None:
 
 def grade_unit(unit: str) -> bool:
     """Print this unit's verdict and return whether it passed. Never writes to stderr."""
+    if os.environ.get(OUTSIDE_VERDICTS_VAR):
+        from backprop_ninja.sandboxed import graded_outside
+
+        return graded_outside.grade_unit(unit)
     if _verdicts is None:
         _grade_once()
     test = _verdicts.get(unit)

@@ -19,11 +19,11 @@ from nbgrader.api import Gradebook
 
 from backprop_ninja import assign
 from backprop_ninja.assign import ASSIGNMENT, REPO
+from backprop_ninja.nbgrader_plugins import TEST_CELL_PREFIX  # the test cell of unit <grade_id> is test_<grade_id>
 
 COURSE_ID = "backprop_ninja"          # c.CourseDirectory.course_id in nbgrader_config.py
 CELL_TIMEOUT_VAR = "BACKPROP_NINJA_CELL_TIMEOUT"
 SHORT_TRAINING_STEPS = "200"          # the notebook's training loop only has to run, not to converge
-TEST_CELL_PREFIX = "test_"            # the test cell of unit <grade_id> is test_<grade_id>
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def course_env(names_file: Path, **extra: str) -> dict[str, str]:
     env["BACKPROP_NINJA_STEPS"] = SHORT_TRAINING_STEPS
     # nbgrader only logs an exception in nbgrader_config.py and then runs unhardened; in tests that must fail.
     env["TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR"] = "1"
-    env.pop("BACKPROP_NINJA_SUBMISSION", None)  # the hidden-test hook must find the notebook nbgrader runs
+    env.pop("BACKPROP_NINJA_NO_ISOLATION", None)  # isolation is on unless a run turns it off itself
     env.pop(CELL_TIMEOUT_VAR, None)
     env.update(extra)
     return env

@@ -1,8 +1,9 @@
 """The nbgrader course grades right: real `nbgrader` commands on a temporary course built from the text source.
 
 One session fixture builds the course once, hands in every submission and runs the expensive commands side by side
-(two autograde runs with our config, one control run without ScoreOnErrorsOnly, generate_solution, the validator and
-the standalone grader); the tests below only read what those runs left behind. docs/nbgrader.md explains each check.
+(autograde runs with our config, sandboxed and not, a control run with stock nbgrader's chain, a run where bubblewrap
+cannot be found, generate_solution, the validator and the standalone grader); the tests below only read what those
+runs left behind. docs/nbgrader.md explains each check.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,19 +25,24 @@ from traitlets.config import Application
 
 from backprop_ninja import assign, examples, units
 from backprop_ninja.assign import ASSIGNMENT, REPO, solution_cells
-from backprop_ninja.nbgrader_plugins import ScoreOnErrorsOnly
+from backprop_ninja.grade import isolation
+from backprop_ninja.grade.verdict import SubmissionResult
+from backprop_ninja.nbgrader_plugins import (NO_ISOLATION_VAR, STATE_KEY, ApplyEngineVerdicts, EngineVerdicts,
+                                             GradedSubmission, SandboxedExecute, ScoreOnErrorsOnly)
+from backprop_ninja.sandboxed import graded_outside
 from corpus import CORPUS, write_submission
-from nbgrader_course import (CELL_TIMEOUT_VAR, cell_with_id, course_env, finish, hand_in, make_course, notebook_at,
-                             read_notebook, start, start_nbgrader, stop, stream_text, unit_scores)
+from nbgrader_course import (CELL_TIMEOUT_VAR, TEST_CELL_PREFIX, cell_with_id, course_env, finish, hand_in,
+                             make_course, notebook_at, read_notebook, start, start_nbgrader, stop, stream_text,
+                             unit_scores)
 
 UNIT_POINTS = {unit.grade_id: unit.points for unit in units.UNITS}
 KEEP_COURSE_VAR = "BACKPROP_NINJA_KEEP_TEST_COURSE"  # set it to look at a failed run
 HIDDEN_TEST_MARKERS = ("BEGIN HIDDEN TESTS", "grade_unit", "backprop_ninja.hidden")
 
-# The looping cell is stopped after this many seconds. It must exceed the standalone grader's run on that notebook
-# (which happens inside the first test cell and itself waits engine.UNIT_TIMEOUT = 10 s for the loop) with a wide
-# margin for a busy machine: every cell of that notebook has this limit.
-LOOP_CELL_TIMEOUT = "45"
+# The looping cell is stopped after this many seconds. Every cell of that notebook has this limit, so it must exceed
+# the slowest ordinary cell (training on the short schedule, evaluating) with a wide margin for a busy machine. The
+# grader no longer runs inside a cell, so it does not count.
+LOOP_CELL_TIMEOUT = "30"
 
 WARNING_TEXT = "a harmless torch-style warning"
 FORGED_POINTS = 1.0
@@ -53,6 +60,39 @@ def _noisy_allclose(*args, **kwargs):
     return _quiet_allclose(*args, **kwargs)
 torch.allclose = _noisy_allclose
 """
+# Replaces the hidden-test hook in the kernel with one that prints the grader's "ok" line and passes every unit.
+FAKE_HOOK = """
+import sys as _sys, types as _types
+def _always_ok(unit):
+    print(f"{unit}: ok (1/1) right on all 4 replays")
+    return True
+_fake = _types.ModuleType("backprop_ninja.hidden")
+_fake.grade_unit = _always_ok
+_sys.modules["backprop_ninja.hidden"] = _fake
+"""
+# What a kernel could do to the course if nothing stopped it. Each attempt reports "done" or what stopped it, and
+# never fails the cell. Opening gradebook.db for writing is all that rewriting it with sqlite3 needs.
+ATTACK_MARKER = "ATTACK "
+ATTACK = """
+import json as _json, os as _os, socket as _socket
+def _attempt(action):
+    try:
+        action()
+        return "done"
+    except Exception as error:
+        return "failed: " + type(error).__name__
+def _plant():
+    with open({planted!r}, "w") as f:
+        f.write("planted by the kernel")
+_report = {{
+    "gradebook": _attempt(lambda: open({gradebook!r}, "r+b").close()),
+    "course folder": _attempt(lambda: _os.listdir({root!r})),
+    "classmate": _attempt(lambda: open({classmate!r}).read(100)),
+    "plant a file": _attempt(_plant),
+    "network": _attempt(lambda: _socket.create_connection(("127.0.0.1", {port}), timeout=5).close()),
+}}
+print({marker!r} + _json.dumps({{"uid": _os.getuid(), **_report}}))
+"""
 # Makes the test cell's first output an execute_result worth FORGED_POINTS; `check` exists only in the notebook.
 FORGED_CHECK = f"""
 import sys
@@ -65,7 +105,14 @@ if "check" in globals():
 
 MAIN_STUDENTS = ("ada", "ben", "cleo", "dora")          # one autograde run, --student='[a-d]*'
 CRAFTED_STUDENTS = ("x_tricks", "x_tamper", "x_loop")  # x_t* in one run, x_loop in another
-CONTROL_STUDENT = "raw_tricks"                         # x_tricks' notebook, graded without ScoreOnErrorsOnly
+KERNEL_STUDENTS = ("x_attack", "x_exit", "x_fake")     # one run, --student='x_[aef]*': what a kernel might try
+UNSANDBOXED_STUDENT = "off_attack"                     # x_attack's attack with isolation off: the attack works
+CONTROL_STUDENT = "raw_tricks"                         # x_tricks' notebook, graded by stock nbgrader's chain
+FAKE_CONTROL_STUDENT = "raw_fake"                      # x_fake's notebook, graded by stock nbgrader's chain
+NO_BWRAP_STUDENT = "w_no_bwrap"                        # autograded where bubblewrap is not on PATH
+ATTACKED_CELL = "ex1_logprobs"                         # x_attack's and x_fake's extra code follows this answer
+EXITING_UNIT = "ex1_bndiff2"                           # x_exit's answer ends the kernel with os._exit(1)
+NOT_LIKE_THE_STANDALONE_GRADER = (CONTROL_STUDENT, FAKE_CONTROL_STUDENT, NO_BWRAP_STUDENT)
 # A sample of the fixture corpus (tests/corpus.py), one autograde run of its own (y_*): mistakes, alternative forms
 # and cheats, to show nbgrader and the standalone grader agree beyond the examples. Faults are left out: a kernel
 # killed or hung costs more in nbgrader by design (docs/nbgrader.md), and the full corpus would cost ~10 minutes.
@@ -80,6 +127,7 @@ class GradedCourse:
     root: Path
     standalone: dict[str, dict[str, float]]  # student -> grade_id -> the standalone grader's points
     validation: dict                         # nbgrader.validator.Validator().validate(solution source)
+    no_bwrap_run: tuple[int, str]            # exit code and log of the autograde run that could not find bwrap
 
 
 # ---- crafted submissions ----
@@ -104,9 +152,9 @@ def tricks_notebook() -> nbformat.NotebookNode:
 def tampered_notebook() -> nbformat.NotebookNode:
     """ada with one test cell deleted, one emptied and one retyped to markdown."""
     nb = example_notebook("ada")
-    nb.cells.remove(cell_with_id(nb, "test_" + TAMPERED["deleted"]))
-    cell_with_id(nb, "test_" + TAMPERED["emptied"]).source = ""
-    retyped = cell_with_id(nb, "test_" + TAMPERED["retyped"])
+    nb.cells.remove(cell_with_id(nb, TEST_CELL_PREFIX + TAMPERED["deleted"]))
+    cell_with_id(nb, TEST_CELL_PREFIX + TAMPERED["emptied"]).source = ""
+    retyped = cell_with_id(nb, TEST_CELL_PREFIX + TAMPERED["retyped"])
     retyped.cell_type = "markdown"
     for key in ("outputs", "execution_count"):
         retyped.pop(key, None)
@@ -118,6 +166,30 @@ def looping_notebook() -> nbformat.NotebookNode:
     nb = example_notebook("ada")
     cell = cell_with_id(nb, LOOPING_UNIT)
     cell.source = "import time\nwhile True:\n    time.sleep(0.1)\n" + cell.source
+    return nb
+
+
+def fake_hook_notebook() -> nbformat.NotebookNode:
+    """ben (typical mistakes) with the hidden-test hook replaced by one that passes everything."""
+    nb = example_notebook("ben")
+    append_to_cell(nb, ATTACKED_CELL, FAKE_HOOK)
+    return nb
+
+
+def attack_notebook(root: Path, student: str, port: int) -> nbformat.NotebookNode:
+    """ada, plus an answer cell that tries the gradebook, the course folder, a classmate's submission, planting a
+    file in the course folder (planted_by_<student>) and the network (a listener of the test on `port`)."""
+    nb = example_notebook("ada")
+    append_to_cell(nb, ATTACKED_CELL, ATTACK.format(
+        gradebook=str(root / "gradebook.db"), root=str(root), planted=str(root / f"planted_by_{student}"),
+        classmate=str(notebook_at(root, "submitted", "ada")), port=port, marker=ATTACK_MARKER))
+    return nb
+
+
+def exiting_notebook() -> nbformat.NotebookNode:
+    """ada with one answer that ends the process running it."""
+    nb = example_notebook("ada")
+    append_to_cell(nb, EXITING_UNIT, "import os\nos._exit(1)")
     return nb
 
 
@@ -155,12 +227,31 @@ def json_from(proc: subprocess.Popen, what: str):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def preprocessors_without_score_on_errors_only() -> list[str]:
-    """Our autograde chain with ScoreOnErrorsOnly taken out, as --Autograde.autograde_preprocessors options."""
+def stock_chain_options() -> list[str]:
+    """Our autograde chain as stock nbgrader would run it (points from the kernel's hidden-test hook, stderr and
+    execute_results scored), as --Autograde.autograde_preprocessors options."""
+    from nbgrader.preprocessors import Execute
+
     chain = load_course_config().Autograde.autograde_preprocessors
-    assert ScoreOnErrorsOnly in chain, "nbgrader_config.py no longer puts ScoreOnErrorsOnly in the autograde chain"
-    return [f"--Autograde.autograde_preprocessors={pp.__module__}.{pp.__name__}"
-            for pp in chain if pp is not ScoreOnErrorsOnly]
+    ours = (EngineVerdicts, SandboxedExecute, ScoreOnErrorsOnly, ApplyEngineVerdicts)
+    missing = [pp.__name__ for pp in ours if pp not in chain]
+    assert not missing, f"nbgrader_config.py's autograde chain no longer has {missing}"
+    stock = [Execute if pp is SandboxedExecute else pp for pp in chain if pp not in ours or pp is SandboxedExecute]
+    return [f"--Autograde.autograde_preprocessors={pp.__module__}.{pp.__name__}" for pp in stock]
+
+
+def private_tmp(course_dir: Path) -> Path:
+    path = course_dir / "private" / "tmp"
+    path.mkdir(parents=True)
+    path.parent.chmod(0o700)
+    return path
+
+
+def environment_without_bwrap(env: dict[str, str]) -> dict[str, str]:
+    """nbgrader's environment with only the venv's bin on PATH (nbgrader needs `alembic` from it), so no `bwrap`."""
+    venv_bin = str(Path(sys.executable).parent)
+    assert not (Path(venv_bin) / "bwrap").exists()
+    return {**env, "PATH": venv_bin}
 
 
 def load_course_config(root: Path = REPO):
@@ -182,18 +273,29 @@ def course_dir():
 
 
 @pytest.fixture(scope="session")
-def graded(course_dir, names_file, release, solutions) -> GradedCourse:
+def network_listener():
+    """A TCP listener on localhost: a kernel that can reach it has the grader's network."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def graded(course_dir, names_file, release, solutions, network_listener) -> GradedCourse:
     root = make_course(course_dir, names_file)
     env = course_env(names_file)
     submissions = {
         "ada": example_notebook("ada"), "ben": example_notebook("ben"), "cleo": example_notebook("cleo"),
         "dora": solution_filled_release(root), "x_tricks": tricks_notebook(), "x_tamper": tampered_notebook(),
-        "x_loop": looping_notebook(), CONTROL_STUDENT: tricks_notebook(),
+        "x_loop": looping_notebook(), "x_attack": attack_notebook(root, "x_attack", network_listener),
+        "x_exit": exiting_notebook(), "x_fake": fake_hook_notebook(),
+        UNSANDBOXED_STUDENT: attack_notebook(root, UNSANDBOXED_STUDENT, network_listener),
+        CONTROL_STUDENT: tricks_notebook(), FAKE_CONTROL_STUDENT: fake_hook_notebook(),
+        NO_BWRAP_STUDENT: example_notebook("ada"),
         **{student: corpus_notebook(name, course_dir / "corpus", release, solutions)
            for student, name in zip(CORPUS_STUDENTS, CORPUS_SAMPLE)},
     }
     paths = {student: str(hand_in(root, student, nb)) for student, nb in submissions.items()}
-    graded_alike = {s: p for s, p in paths.items() if s != CONTROL_STUDENT}
+    graded_alike = {s: p for s, p in paths.items() if s not in NOT_LIKE_THE_STANDALONE_GRADER}
 
     # nbgrader takes one --student glob per run; several runs on one SQLite gradebook side by side are fine.
     # The looping student gets a run of its own: its cells mostly wait, which overlaps with everything else.
@@ -203,21 +305,26 @@ def graded(course_dir, names_file, release, solutions) -> GradedCourse:
         start_nbgrader(root, {**env, CELL_TIMEOUT_VAR: LOOP_CELL_TIMEOUT}, *autograde, "--student=x_loop"),
         start_nbgrader(root, env, *autograde, "--student=x_t*"),
         start_nbgrader(root, env, *autograde, "--student=y_*"),
-        start_nbgrader(root, env, *autograde, f"--student={CONTROL_STUDENT}",
-                       *preprocessors_without_score_on_errors_only()),
+        # TMPDIR deep in a folder of root's: the sandboxed kernel's own folder must not go there, since the sandbox
+        # user cannot pass through the parents bwrap makes for it (the kernel would die before it starts)
+        start_nbgrader(root, {**env, "TMPDIR": str(private_tmp(course_dir))}, *autograde, "--student=x_[aef]*"),
+        start_nbgrader(root, {**env, NO_ISOLATION_VAR: "1"}, *autograde, f"--student={UNSANDBOXED_STUDENT}"),
+        start_nbgrader(root, env, *autograde, "--student=raw_*", *stock_chain_options()),
         start_nbgrader(root, env, "generate_solution", ASSIGNMENT, "--force"),
     ]
+    no_bwrap = start_nbgrader(root, environment_without_bwrap(env), *autograde, f"--student={NO_BWRAP_STUDENT}")
     standalone = start_python(STANDALONE_SCRIPT, json.dumps(graded_alike), env, root)
     validation = start_python(VALIDATE_SCRIPT, str(notebook_at(root, "source")), env, root)
-    started = [main_run, *other_runs, standalone, validation]
+    started = [main_run, *other_runs, no_bwrap, standalone, validation]
     try:
         finish(main_run)
         feedback = start_nbgrader(root, env, "generate_feedback", ASSIGNMENT, "--force", "--student=[a-d]*")
         started.append(feedback)
         for run in [*other_runs, feedback]:
             finish(run)
+        no_bwrap_log = "".join(no_bwrap.communicate())
         return GradedCourse(root, json_from(standalone, "the standalone grader"),
-                            json_from(validation, "the validator"))
+                            json_from(validation, "the validator"), (no_bwrap.returncode, no_bwrap_log))
     finally:
         stop(started)
 
@@ -249,6 +356,22 @@ def test_typical_mistakes_lose_exactly_their_units(graded):
     assert_points(graded.root, "ben", full_marks_except(*examples.EXPECTED_LOST))
 
 
+@pytest.mark.parametrize("student, status", [("ada", "ok"), ("cleo", "missing")])
+def test_test_cells_hold_the_graders_verdict_and_nothing_else(graded, student, status):
+    """Sandboxed (the default): each test cell shows one verdict line, plus an error where the unit was lost; what
+    the kernel printed there (the display-only hook's line, its failed assert) is gone."""
+    autograded = read_notebook(notebook_at(graded.root, "autograded", student))
+    for unit, points in UNIT_POINTS.items():
+        outputs = cell_with_id(autograded, TEST_CELL_PREFIX + unit).outputs
+        line = stream_text(cell_with_id(autograded, TEST_CELL_PREFIX + unit), "stdout")
+        earned = points if status == "ok" else 0
+        assert line.startswith(f"{unit}: {status} ({earned:g}/{points:g}) "), f"{student}, {unit}: {line!r}"
+        assert "without isolation" not in line and graded_outside.MESSAGE not in line
+        errors = [out.ename for out in outputs if out.output_type == "error"]
+        assert errors == ([] if status == "ok" else ["AssertionError"]), f"{student}, {unit}: {errors}"
+        assert len(outputs) == 1 + len(errors), f"{student}, {unit}: {outputs}"
+
+
 # ---- 2. the solution source validates ----
 
 def test_solution_source_passes_the_validator(graded):
@@ -272,20 +395,20 @@ def last_error_line(error_html: str) -> str:
 def test_warning_on_stderr_does_not_zero_a_correct_answer(graded):
     lost = (FORGED_WRONG_UNIT,)
     assert_points(graded.root, "x_tricks", full_marks_except(*lost))
-    # The control run (ScoreOnErrorsOnly removed) proves the warning reached every test cell's stderr, where stock
+    # The control run (stock nbgrader's chain) proves the warning reached every test cell's stderr, where stock
     # nbgrader scores it 0; the forged unit is left to the next test.
     control = read_notebook(notebook_at(graded.root, "autograded", CONTROL_STUDENT))
     control_scores = unit_scores(graded.root, CONTROL_STUDENT)
     for unit in UNIT_POINTS:
         if unit in lost:
             continue
-        assert WARNING_TEXT in stream_text(cell_with_id(control, "test_" + unit), "stderr"), unit
+        assert WARNING_TEXT in stream_text(cell_with_id(control, TEST_CELL_PREFIX + unit), "stderr"), unit
         assert control_scores[unit].points == 0, f"{unit}: stock nbgrader should have scored the warning 0"
 
 
 def test_forged_execute_result_earns_nothing(graded):
     assert unit_scores(graded.root, "x_tricks")[FORGED_WRONG_UNIT].points == 0
-    # Without ScoreOnErrorsOnly the same wrong answer is paid the forged value: the attack works on stock nbgrader.
+    # With stock nbgrader's chain the same wrong answer is paid the forged value: the attack works there.
     assert unit_scores(graded.root, CONTROL_STUDENT)[FORGED_WRONG_UNIT].points == FORGED_POINTS
 
 
@@ -293,10 +416,10 @@ def test_deleted_emptied_and_retyped_test_cells_are_restored_and_graded(graded):
     assert_points(graded.root, "x_tamper", full_marks_except())
     autograded = read_notebook(notebook_at(graded.root, "autograded", "x_tamper"))
     for how, unit in TAMPERED.items():
-        cell = cell_with_id(autograded, "test_" + unit)
+        cell = cell_with_id(autograded, TEST_CELL_PREFIX + unit)
         assert cell.cell_type == "code", f"the {how} test cell of {unit} was not restored as code"
-        # the hidden test ran: grade_unit printed the standalone grader's verdict
-        assert f"{unit}: ok" in stream_text(cell, "stdout"), f"the {how} test cell of {unit} did not run its test"
+        # the restored test cell carries its unit's verdict from the grader
+        assert f"{unit}: ok" in stream_text(cell, "stdout"), f"the {how} test cell of {unit} got no verdict"
         assert not unit_scores(graded.root, "x_tamper")[unit].needs_manual_grade
 
 
@@ -368,12 +491,97 @@ def test_gradebook_is_never_committed():
     assert ignored.returncode == 0, "gradebook.db is not git-ignored"
 
 
-# ---- 4. nbgrader and the standalone grader give the same points ----
+# ---- 4. points come from the grader, and the kernel is sandboxed ----
 
-@pytest.mark.parametrize("student", [*MAIN_STUDENTS, *CRAFTED_STUDENTS, *CORPUS_STUDENTS])
+def test_grader_decides_whatever_the_kernel_prints(graded):
+    """x_fake is ben with the hidden-test hook replaced in sys.modules by one that prints an "ok" line and passes."""
+    assert_points(graded.root, "x_fake", full_marks_except(*examples.EXPECTED_LOST))
+    autograded = read_notebook(notebook_at(graded.root, "autograded", "x_fake"))
+    for unit in examples.EXPECTED_LOST:
+        cell = cell_with_id(autograded, TEST_CELL_PREFIX + unit)
+        assert not stream_text(cell, "stdout").startswith(f"{unit}: ok"), f"{unit}: the fake verdict was kept"
+        assert [out.ename for out in cell.outputs if out.output_type == "error"] == ["AssertionError"], unit
+    # The control: with stock nbgrader's chain (points from the hook in the kernel) the fake pays in full.
+    assert_points(graded.root, FAKE_CONTROL_STUDENT, full_marks_except())
+
+
+def attack_report(root: Path, student: str) -> dict:
+    """What the attack code in `student`'s kernel managed, from its answer cell's output in the autograded notebook."""
+    text = stream_text(cell_with_id(read_notebook(notebook_at(root, "autograded", student)), ATTACKED_CELL), "stdout")
+    found = [line for line in text.splitlines() if line.startswith(ATTACK_MARKER)]
+    assert len(found) == 1, f"{student}: the attack did not report once; {ATTACKED_CELL} printed {text[-600:]!r}"
+    return json.loads(found[0][len(ATTACK_MARKER):])
+
+
+def test_sandboxed_kernel_reaches_no_course_file_and_no_network(graded):
+    # The control: the same code in an unsandboxed kernel (isolation off) does every one of these things.
+    control = attack_report(graded.root, UNSANDBOXED_STUDENT)
+    assert {what: outcome for what, outcome in control.items() if what != "uid"} == \
+        {what: "done" for what in control if what != "uid"}, control
+    assert (graded.root / f"planted_by_{UNSANDBOXED_STUDENT}").exists()
+    # Sandboxed, every attempt fails, the kernel is the sandbox's user, and the points are the grader's.
+    report = attack_report(graded.root, "x_attack")
+    failed = {what: outcome for what, outcome in report.items() if what != "uid" and outcome.startswith("failed")}
+    assert len(failed) == len(report) - 1, report
+    assert report["uid"] == (isolation.SANDBOX_UID if os.geteuid() == 0 else os.getuid())
+    assert not (graded.root / "planted_by_x_attack").exists()
+    assert_points(graded.root, "x_attack", full_marks_except())
+
+
+def test_isolation_off_is_written_into_every_test_cell(graded):
+    autograded = read_notebook(notebook_at(graded.root, "autograded", UNSANDBOXED_STUDENT))
+    for unit in UNIT_POINTS:
+        line = stream_text(cell_with_id(autograded, TEST_CELL_PREFIX + unit), "stdout")
+        assert line.startswith(f"{unit}: ok (") and f"[graded without isolation: {NO_ISOLATION_VAR}=1]" in line, line
+    assert_points(graded.root, UNSANDBOXED_STUDENT, full_marks_except())
+
+
+def test_dead_kernel_costs_only_the_unit_that_killed_it(graded):
+    # Stock nbgrader drops the whole submission when its kernel dies; the grader ran each answer on its own.
+    assert_points(graded.root, "x_exit", full_marks_except(EXITING_UNIT))
+    autograded = read_notebook(notebook_at(graded.root, "autograded", "x_exit"))
+    errors = [out.ename for out in cell_with_id(autograded, EXITING_UNIT).outputs if out.output_type == "error"]
+    assert errors == ["DeadKernelError"], errors
+    assert not cell_with_id(autograded, "eval").outputs, "cells after the kernel died should not have run"
+
+
+def test_autograde_fails_naming_the_fix_where_isolation_cannot_be_set_up(graded):
+    returncode, log = graded.no_bwrap_run
+    assert returncode != 0, "autograde graded without bubblewrap, unsandboxed, although isolation is required"
+    assert "bubblewrap" in log and NO_ISOLATION_VAR in log and "EngineVerdicts.isolation" in log, log[-3000:]
+    assert not notebook_at(graded.root, "autograded", NO_BWRAP_STUDENT).exists()
+    assert not any(score.points for score in unit_scores(graded.root, NO_BWRAP_STUDENT).values())
+
+
+# ---- 5. nbgrader and the standalone grader give the same points ----
+
+@pytest.mark.parametrize("student", [*MAIN_STUDENTS, *CRAFTED_STUDENTS, *KERNEL_STUDENTS, UNSANDBOXED_STUDENT,
+                                     *CORPUS_STUDENTS])
 def test_nbgrader_points_equal_standalone_grader_points(graded, student):
     nbgrader_points = {unit: score.points for unit, score in unit_scores(graded.root, student).items()}
     assert nbgrader_points == graded.standalone[student]
+
+
+def test_verdict_steps_fail_closed_when_misconfigured():
+    """Without EngineVerdicts' result, or for a grade cell no unit owns, autograde stops with the fix; the kernel's
+    own hook never passes a unit."""
+    nb = read_notebook(notebook_at(REPO, "release"))
+    with pytest.raises(RuntimeError, match="must list EngineVerdicts before"):
+        ApplyEngineVerdicts().preprocess(nb, {})
+    graded_blank = GradedSubmission(SubmissionResult("x", verdicts=[]), isolated=True, unisolated_because="")
+    with pytest.raises(RuntimeError, match="'test_ex1_logprobs' has no verdict from the grader"):
+        ApplyEngineVerdicts().preprocess(nb, {STATE_KEY: graded_blank})
+    assert graded_outside.grade_unit("ex1_probs") is False
+
+
+def test_isolation_is_required_unless_switched_off(monkeypatch):
+    monkeypatch.delenv(NO_ISOLATION_VAR, raising=False)
+    config = load_course_config()
+    assert EngineVerdicts(config=config).isolation_choice() == ("required", "")
+    config.EngineVerdicts.isolation = "off"
+    assert EngineVerdicts(config=config).isolation_choice() == ("off", "EngineVerdicts.isolation = 'off'")
+    monkeypatch.setenv(NO_ISOLATION_VAR, "1")
+    assert EngineVerdicts(config=load_course_config()).isolation_choice() == ("off", f"{NO_ISOLATION_VAR}=1")
 
 
 def test_config_points_kernels_at_the_kits_data(monkeypatch, names_file):
