@@ -90,6 +90,7 @@ _report = {{
     "classmate": _attempt(lambda: open({classmate!r}).read(100)),
     "plant a file": _attempt(_plant),
     "network": _attempt(lambda: _socket.create_connection(("127.0.0.1", {port}), timeout=5).close()),
+    "start a process": _attempt(lambda: __import__("subprocess").run(["true"], check=True)),
 }}
 print({marker!r} + _json.dumps({{"uid": _os.getuid(), **_report}}))
 """

@@ -77,8 +77,8 @@ def bwrap_command(argv: list[str], *, ro_binds: tuple[tuple[str, str], ...] = ()
             command += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
         elif os.path.isdir(f"/{link}"):
             command += ["--ro-bind", f"/{link}", f"/{link}"]
-    if os.path.exists("/etc/ld.so.cache"):
-        command += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    if os.path.exists("/etc/ld.so.cache"):  # bwrap would make /etc 0700: the sandbox uid could not read it
+        command += ["--perms", "0755", "--dir", "/etc", "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     command += ["--perms", "0755", "--dir", "/sandbox",
                 "--ro-bind", sys.base_prefix, INSIDE_PYTHON,
                 "--ro-bind", _site_packages(), INSIDE_SITE,
@@ -103,6 +103,20 @@ def inside_python() -> str:
     """The interpreter's path inside a sandbox."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     return f"{INSIDE_PYTHON}/bin/{version}"
+
+
+def sandbox_user() -> tuple[int, int]:
+    """The uid and gid student code runs as: SANDBOX_UID/GID when the grader is root, else the grader's own
+    (then inside a user namespace)."""
+    return (SANDBOX_UID, SANDBOX_GID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+
+
+def kernel_argv(kernel_args: list[str], memory_bytes: int) -> list[str]:
+    """The command, inside a sandbox, of the Jupyter kernel that nbgrader runs a submission in
+    (sandboxed/kernel.py: drops to the sandbox user, confines itself, becomes ipykernel)."""
+    uid, gid = sandbox_user()
+    return [inside_python(), "-S", "-s", "-m", "sandboxed.kernel", str(uid), str(gid), str(memory_bytes),
+            *kernel_args]
 
 
 # ---- launchers: how the engine gets a box (a spawner) for one submission's replays ----
@@ -193,7 +207,7 @@ class IsolatedLauncher(Launcher):
 
         self.fallback = fallback  # self-study: if the sandbox cannot start, grade unisolated and say so
         self.unisolated: UnisolatedLauncher | None = None
-        self.uid, self.gid = (SANDBOX_UID, SANDBOX_GID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        self.uid, self.gid = sandbox_user()
         where = "uid %d" % self.uid if os.geteuid() == 0 else "the grader's uid, in a user namespace"
         self.description = f"bwrap ({where}; own PID, network and mount namespaces per submission)"
         self.channel, host_end = socket.socketpair()

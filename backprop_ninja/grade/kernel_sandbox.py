@@ -35,6 +35,7 @@ PASSED_FROM_NBGRADER = ("NBGRADER_EXECUTION", "BACKPROP_NINJA_STEPS")
 # sandbox's own tmpfs (mode 1777), while parents bwrap makes for a deeper path (TMPDIR, say) are 0700, root's.
 KERNEL_DIR_PARENT = "/tmp"
 INLINE_PLOTS = "module://matplotlib_inline.backend_inline"     # what an ordinary ipykernel uses: plots in outputs
+KERNEL_MEMORY_BYTES = 8 << 30  # address space of the kernel (the whole notebook, training included)
 
 
 def kernel_env() -> dict[str, str]:
@@ -61,17 +62,16 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.ip = os.path.join(self.kernel_dir, "kernel")  # ipc sockets are <ip>-<port>
         self.connection_file = os.path.join(self.kernel_dir, "connection.json")
         self._sandboxed_spec = KernelSpec(
-            argv=[isolation.inside_python(), "-S", "-s", "-m", "sandboxed.kernel", str(self.sandbox_uid),
-                  str(self.sandbox_gid), "-f", "{connection_file}"],
+            argv=isolation.kernel_argv(["-f", "{connection_file}"], KERNEL_MEMORY_BYTES),
             display_name="Python 3 (sandboxed for grading)", language="python", interrupt_mode="message")
 
     @property
     def sandbox_uid(self) -> int:
-        return isolation.SANDBOX_UID if os.geteuid() == 0 else os.getuid()
+        return isolation.sandbox_user()[0]
 
     @property
     def sandbox_gid(self) -> int:
-        return isolation.SANDBOX_GID if os.geteuid() == 0 else os.getgid()
+        return isolation.sandbox_user()[1]
 
     @property
     def kernel_spec(self) -> KernelSpec:

@@ -1,9 +1,10 @@
 """The kernel nbgrader runs a submission in, inside bwrap (started by grade/kernel_sandbox.py).
 
-    python -S -s -m sandboxed.kernel UID GID IPYKERNEL_ARGS...
+    python -S -s -m sandboxed.kernel UID GID MEMORY_BYTES IPYKERNEL_ARGS...
 
-It drops to UID/GID if it starts as root (bwrap then keeps only CAP_SETUID and CAP_SETGID, for this), and becomes
-ipykernel in this same process (what `python -m ipykernel_launcher IPYKERNEL_ARGS` does). The kit's package is
+It drops to UID/GID if it starts as root (bwrap then keeps only CAP_SETUID and CAP_SETGID, for this), confines
+itself like a grading worker (an address-space cap of MEMORY_BYTES; seccomp: no fork, no exec, signals only to
+itself), and becomes ipykernel in this same process (what `python -m ipykernel_launcher IPYKERNEL_ARGS` does). The kit's package is
 not in the sandbox, so `backprop_ninja.hidden`, which the hidden test cells import, is registered first as
 sandboxed/graded_outside.py: the cells still run, and their outputs are replaced by the grader's verdicts.
 """
@@ -26,17 +27,19 @@ def register_hidden_hook() -> None:
 
 
 def main(argv: list[str]) -> None:
-    uid, gid = int(argv[0]), int(argv[1])
+    uid, gid, memory_bytes = int(argv[0]), int(argv[1]), int(argv[2])
     from . import confine
 
     if os.getuid() == 0:
         confine.drop_to_user(uid, gid)
     confine.die_with_parent()  # after the uid change, which clears it
+    confine.apply_limits(memory_bytes, cpu_seconds=24 * 3600, file_bytes=64 << 20)  # time is nbgrader's to limit
+    confine.forbid_processes_and_escapes()
     register_hidden_hook()
     # `-m` put the working folder (the private /tmp) first on sys.path; ipykernel_launcher removes it likewise
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
-    sys.argv = ["ipykernel_launcher", *argv[2:]]
+    sys.argv = ["ipykernel_launcher", *argv[3:]]
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()
