@@ -10,7 +10,8 @@ assignment generated there, and N submissions made by cycling the shipped exampl
 The batch grades all N; nbgrader grades the first --nbgrader-n of them (it is much slower). Printed: wall time,
 submissions/s, the ratio, the time extrapolated to 1,000 submissions, the peak memory of the largest process of
 each (ru_maxrss of its children), and whether both gave the same points to every unit of every student graded by
-both. --batch-only skips nbgrader (e.g. a real 1,000-submission run). Not a test: it only reports numbers.
+both. --batch-only skips nbgrader (e.g. a real 1,000-submission run); --compare-isolation also grades them with
+--no-isolation, right after, and prints the ratio. Not a test: it only reports numbers.
 """
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def main() -> int:
     parser.add_argument("--nbgrader-n", type=int, default=6, help="how many of them nbgrader grades (default 6)")
     parser.add_argument("--jobs", type=int, default=2, help="batch workers (default 2)")
     parser.add_argument("--batch-only", action="store_true", help="skip nbgrader")
+    parser.add_argument("--compare-isolation", action="store_true",
+                        help="also grade the same submissions with --no-isolation and print the ratio")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
     args = parser.parse_args()
 
@@ -102,15 +105,23 @@ def main() -> int:
         students = make_submissions(course, args.n)
         print(f"{args.n} submissions from {len(students) and 'the examples'}; machine: {os.cpu_count()} CPUs")
 
+        batch = [sys.executable, "-m", "backprop_ninja", "grade", str(course / "submitted"), "--jobs", str(args.jobs)]
         out = work / "graded"
-        seconds, peak, done = measured([sys.executable, "-m", "backprop_ninja", "grade", str(course / "submitted"),
-                                        "--out", str(out), "--jobs", str(args.jobs)], env, work)
+        seconds, peak, done = measured(batch + ["--out", str(out)], env, work)
         if done.returncode not in (0, 3):
             sys.exit(f"the batch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         ours = report_line(f"batch -j{args.jobs}", args.n, seconds, peak)
         print(f"           {done.stdout.strip().splitlines()[-1]}")
         goal = "met" if 1000 / ours <= GOAL_SECONDS_PER_1000 else "NOT met"
-        print(f"goal: 1,000 submissions in <= {GOAL_SECONDS_PER_1000:.0f} s on 2 cores: {goal}")
+        print(f"goal: 1,000 submissions in <= {GOAL_SECONDS_PER_1000:.0f} s on 2 cores, isolated: {goal}")
+        if args.compare_isolation:  # the same submissions, right after, with student code unisolated
+            seconds, peak, done = measured(batch + ["--out", str(work / "graded-unisolated"), "--no-isolation"],
+                                           env, work)
+            if done.returncode not in (0, 3):
+                sys.exit(f"the unisolated batch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            unisolated = report_line("unisolated", args.n, seconds, peak)
+            same = results_points(out, students) == results_points(work / "graded-unisolated", students)
+            print(f"isolated / unisolated time: {unisolated / ours:.2f}x; same points: {'yes' if same else 'NO'}")
         if args.batch_only:
             return 0
 
