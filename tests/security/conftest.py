@@ -1,0 +1,34 @@
+"""The security suite: one real notebook per attack, graded through the front end it targets.
+
+These tests prove the isolation layer, so they need it: without bubblewrap they fail (never skip).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+KEEP_VAR = "BACKPROP_NINJA_KEEP_SECURITY_RUNS"  # set it to look at the runs' folders after a failure
+INSTALL_BWRAP = ("bubblewrap (bwrap) is not installed, so the grader cannot isolate student code and the security "
+                 "suite cannot prove anything. Install it (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: "
+                 "`dnf install bubblewrap`); the CI installs it.")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def bubblewrap_installed():
+    if shutil.which("bwrap") is None:
+        pytest.fail(INSTALL_BWRAP, pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    """A folder of the module's own (pytest prunes its basetemp when other sessions start, which can be mid-run)."""
+    path = Path(tempfile.mkdtemp(prefix="backprop-ninja-security-"))
+    yield path
+    if os.environ.get(KEEP_VAR):
+        print(f"\nkept {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
