@@ -19,6 +19,8 @@ from backprop_ninja.assign import REPO
 from fixtures.correct_cells import CORRECT_CELLS
 from notebooks import write_submission
 
+pytestmark = pytest.mark.isolation  # proves the sandbox: needs bubblewrap
+
 HONEST = ("alice", "bob")
 KILLER = "aa_killer"       # sorts first, so it is graded beside alice
 OUTLIVER, OUTLIVED = "m_outlive", "bob"

@@ -24,6 +24,8 @@ from backprop_ninja.assign import ASSIGNMENT
 from fixtures.correct_cells import CORRECT_CELLS
 from nbgrader_course import course_env, hand_in, make_course, notebook_at, read_notebook, unit_scores
 
+pytestmark = pytest.mark.isolation  # proves the sandbox: needs bubblewrap
+
 CLASSMATE = "alice"
 ATTACKERS = ("x_env", "x_copy", "x_hidden", "x_forge")
 

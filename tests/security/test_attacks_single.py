@@ -20,6 +20,8 @@ from backprop_ninja import bundle
 from fixtures.correct_cells import CORRECT_CELLS
 from notebooks import write_submission
 
+pytestmark = pytest.mark.isolation  # proves the sandbox: needs bubblewrap
+
 LOW_ADDRESS_SPACE = 800 << 20   # today's worker cannot run torch in this; the grader itself can start
 
 

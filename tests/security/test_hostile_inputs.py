@@ -14,6 +14,8 @@ import security_harness as h
 from fixtures.correct_cells import CORRECT_CELLS
 from notebooks import write_submission
 
+pytestmark = pytest.mark.isolation  # proves the sandbox: needs bubblewrap
+
 NEVER_HANGS_SECONDS = 90     # a class of three takes seconds; a read that blocks would take for ever
 BOMB_PACKED_TO_UNPACKED = 1 << 30  # ~1 MB of deflated zeros in the zip: one notebook unpacks to a gigabyte
 UNPACKED_ON_DISK_CAP = 64 << 20    # what the output folder may hold afterwards (a notebook's cap is far below)
