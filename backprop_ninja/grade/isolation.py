@@ -179,17 +179,12 @@ class UnisolatedLauncher(Launcher):
 
         workdir = tempfile.mkdtemp(prefix="backprop-ninja-")
         control, spawner_end = socket.socketpair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the spawner: never returns into the grader's code
-            status = 1
-            try:
-                control.close()
-                confine.die_with_parent()
-                status = spawner.spawner_loop(spawner_end, serve, limits, workdir, isolated=False)
-            finally:
-                os._exit(status)
+
+        def spawner_main() -> int:
+            confine.die_with_parent()
+            return spawner.spawner_loop(spawner_end, serve, limits, workdir, isolated=False)
+
+        pid = spawner.fork_child(spawner_main, control)
         spawner_end.close()
         return Box(control, spawner_pid=pid, on_close=lambda: shutil.rmtree(workdir, ignore_errors=True))
 
@@ -245,10 +240,8 @@ class IsolatedLauncher(Launcher):
 
     def open_box(self, replays, meta: dict, limits):
         import dataclasses
-        import select
-        import socket
 
-        from backprop_ninja.grade.sandbox import Box, SPAWN_TIMEOUT
+        from backprop_ninja.grade.sandbox import Box, ask_for_socket
         from backprop_ninja.sandboxed.wire import encode_frame
 
         if self.unisolated is None and self.fallback:
@@ -264,17 +257,9 @@ class IsolatedLauncher(Launcher):
         arrays = [t.detach().contiguous().numpy() for values in replays for t in values.values()]
         request = {"op": "box", "replays": names, "meta": meta, "limits": dataclasses.asdict(limits),
                    "tmp_bytes": TMP_BYTES}
-        try:
-            self.channel.sendall(encode_frame(request, arrays))
-            readable, _, _ = select.select([self.channel], [], [], SPAWN_TIMEOUT)
-            if not readable:
-                raise OSError("the sandbox did not answer")
-            _, fds, _, _ = socket.recv_fds(self.channel, 16, 1)
-        except OSError as error:
-            raise RuntimeError(f"could not open a sandbox: {error}; {self._stderr()}") from None
-        if not fds:
-            raise RuntimeError(f"could not open a sandbox: {self._stderr()}")
-        return Box(socket.socket(fileno=fds[0]))
+        _, control = ask_for_socket(self.channel, encode_frame(request, arrays), "open a sandbox",
+                                    lambda: f"; {self._stderr()}")
+        return Box(control)
 
     def close(self) -> None:
         self.channel.close()  # the host sees EOF and exits; bwrap then ends everything inside

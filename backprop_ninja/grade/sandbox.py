@@ -128,6 +128,22 @@ class Worker:
         self.sock.close()
 
 
+def ask_for_socket(channel: socket.socket, request: bytes, what: str, detail=lambda: "") -> tuple[bytes, socket.socket]:
+    """Send `request` and wait (at most SPAWN_TIMEOUT) for the answer with one socket attached (SCM_RIGHTS);
+    RuntimeError saying what could not be done otherwise. `detail()` adds to that message (e.g. bwrap's stderr)."""
+    try:
+        channel.sendall(request)
+        readable, _, _ = select.select([channel], [], [], SPAWN_TIMEOUT)
+        if not readable:
+            raise OSError("no answer")
+        message, fds, _, _ = socket.recv_fds(channel, 64, 1)
+    except OSError as error:
+        raise RuntimeError(f"could not {what}: {error}{detail()}") from None
+    if not fds:
+        raise RuntimeError(f"could not {what}: no socket came back{detail()}")
+    return message, socket.socket(fileno=fds[0])
+
+
 class Box:
     """One spawner and the workers it started. Leaving it (close) ends them all."""
 
@@ -138,17 +154,8 @@ class Box:
         self.workers: list[Worker] = []
 
     def start_worker(self) -> "Worker":
-        try:
-            self.control.sendall(b"S")
-            readable, _, _ = select.select([self.control], [], [], SPAWN_TIMEOUT)
-            if not readable:
-                raise OSError("the spawner did not answer")
-            message, fds, _, _ = socket.recv_fds(self.control, 64, 1)
-        except OSError as error:
-            raise RuntimeError(f"could not start a sandbox process: {error}") from None
-        if not fds:
-            raise RuntimeError("could not start a sandbox process: the spawner sent no socket")
-        worker = Worker(int(message.decode()), socket.socket(fileno=fds[0]), self)
+        message, sock = ask_for_socket(self.control, b"S", "start a sandbox process")
+        worker = Worker(int(message.decode()), sock, self)
         self.workers.append(worker)
         return worker
 

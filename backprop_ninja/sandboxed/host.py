@@ -53,16 +53,8 @@ def main(argv: list[str]) -> int:
         serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(header["meta"]))
         limits = spawner.WorkerLimits(**header["limits"])
         grader_end, spawner_end = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                channel.close()
-                grader_end.close()
-                status = _run_box(spawner_end, serve, limits, int(header["tmp_bytes"]))
-            finally:
-                os._exit(status)
-        boxes.add(pid)
+        tmp_bytes = int(header["tmp_bytes"])
+        boxes.add(spawner.fork_child(lambda: _run_box(spawner_end, serve, limits, tmp_bytes), channel, grader_end))
         spawner_end.close()
         socket.send_fds(channel, [b"box"], [grader_end.fileno()])
         grader_end.close()
@@ -74,21 +66,18 @@ def _run_box(control: socket.socket, serve, limits, tmp_bytes: int) -> int:
 
     confine.die_with_parent()
     confine.enter_fresh_namespaces()
-    sys.stdout.flush()
-    init = os.fork()
-    if init == 0:
-        status = 1
-        try:
-            confine.die_with_parent()
-            confine.mount_private_tmp("/tmp", tmp_bytes)
-            if os.path.isdir("/dev/shm"):
-                confine.mount_private_tmp("/dev/shm", tmp_bytes)
-            confine.hide("/proc")
-            status = spawner.spawner_loop(control, serve, limits, "/tmp", isolated=True)
-        finally:
-            os._exit(status)
+
+    def init() -> int:  # PID 1 of the new namespace
+        confine.die_with_parent()
+        confine.mount_private_tmp("/tmp", tmp_bytes)
+        if os.path.isdir("/dev/shm"):
+            confine.mount_private_tmp("/dev/shm", tmp_bytes)
+        confine.hide("/proc")
+        return spawner.spawner_loop(control, serve, limits, "/tmp", isolated=True)
+
+    pid = spawner.fork_child(init)
     control.close()
-    os.waitpid(init, 0)
+    os.waitpid(pid, 0)
     return 0
 
 

@@ -60,19 +60,26 @@ def spawner_loop(control: socket.socket, serve, limits: WorkerLimits, workdir: s
     return 0
 
 
-def _start_worker(control, serve, limits: WorkerLimits, workdir: str, isolated: bool):
-    grader_end, worker_end = socket.socketpair()
+def fork_child(run, *to_close) -> int:
+    """Fork; the child closes `to_close`, runs `run()` and exits with its status: it never returns into the
+    caller's code, whatever happens."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
-            control.close()
-            grader_end.close()
-            status = _worker_main(worker_end, serve, limits, workdir, isolated)
+            for item in to_close:
+                item.close()
+            status = run()
         finally:
             os._exit(status)
+    return pid
+
+
+def _start_worker(control, serve, limits: WorkerLimits, workdir: str, isolated: bool):
+    grader_end, worker_end = socket.socketpair()
+    pid = fork_child(lambda: _worker_main(worker_end, serve, limits, workdir, isolated), control, grader_end)
     try:
         os.setpgid(pid, pid)  # also done by the worker: whichever runs first wins the race
     except OSError:
