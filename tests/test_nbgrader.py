@@ -11,11 +11,9 @@ import html
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from backprop_ninja.nbgrader_plugins import (NO_ISOLATION_VAR, STATE_KEY, ApplyE
                                              GradedSubmission, SandboxedExecute, ScoreOnErrorsOnly)
 from backprop_ninja.sandboxed import graded_outside
 from corpus import CORPUS, write_submission
+from folders import own_folder
 from nbgrader_course import (CELL_TIMEOUT_VAR, TEST_CELL_PREFIX, cell_with_id, course_env, finish, hand_in,
                              make_course, notebook_at, read_notebook, start, start_nbgrader, stop, stream_text,
                              unit_scores)
@@ -264,13 +263,8 @@ def load_course_config(root: Path = REPO):
 
 @pytest.fixture(scope="session")
 def course_dir():
-    """A folder of our own: pytest prunes its basetemp when other sessions start, which can be mid-run here."""
-    path = Path(tempfile.mkdtemp(prefix="backprop-ninja-nbgrader-"))
-    yield path
-    if os.environ.get(KEEP_COURSE_VAR):
-        print(f"\nthe test course is kept in {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    with own_folder("backprop-ninja-nbgrader-", KEEP_COURSE_VAR) as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

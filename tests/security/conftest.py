@@ -5,22 +5,13 @@ where bubblewrap is missing they are not run, loudly, except in CI, where they m
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
+from folders import own_folder
 
 KEEP_VAR = "BACKPROP_NINJA_KEEP_SECURITY_RUNS"  # set it to look at the runs' folders after a failure
 
 
 @pytest.fixture(scope="module")
 def workdir():
-    """A folder of the module's own (pytest prunes its basetemp when other sessions start, which can be mid-run)."""
-    path = Path(tempfile.mkdtemp(prefix="backprop-ninja-security-"))
-    yield path
-    if os.environ.get(KEEP_VAR):
-        print(f"\nkept {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    with own_folder("backprop-ninja-security-", KEEP_VAR) as path:
+        yield path
