@@ -63,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
 
     # Started before the engine (and torch) is imported here: the sandbox imports torch at the same time.
     launcher = isolation.start(isolation.OFF if args.no_isolation else isolation.PREFERRED)
-    from backprop_ninja.export.gradescope import to_gradescope
-    from backprop_ninja.export.table import format_table
-    from backprop_ninja.grade.engine import EnvironmentProblem
+    try:
+        from backprop_ninja.export.gradescope import to_gradescope
+        from backprop_ninja.export.table import format_table
+        from backprop_ninja.grade.engine import EnvironmentProblem
+    except (MemoryError, SystemError, ImportError) as error:  # e.g. `ulimit -v` below what torch needs to load
+        launcher.close()
+        print(f"backprop-ninja grade: this machine cannot grade: loading the grader (torch) failed with "
+              f"{type(error).__name__}: {str(error)[:200]}. Check the memory limit (ulimit -v) and the install; "
+              f"no notebook was graded.", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
 
     try:
         with launcher:
