@@ -95,15 +95,12 @@ def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limit
                             isolation=launcher.description)
 
 
-_environment_checked: set[tuple] = set()
-
-
 def ensure_environment(launcher: isolation.Launcher, limits: sandbox.Limits, unit_timeout: float,
                        total_timeout: float) -> None:
     """The canary: grade the reference answers under these limits and this isolation, once per launcher and
     limits. If they do not score full, stop: a student must never be blamed for the machine."""
-    key = (id(launcher), limits, unit_timeout, total_timeout)
-    if key in _environment_checked:
+    key = (limits, unit_timeout, total_timeout)
+    if key in launcher.environment_checked:
         return
     from backprop_ninja.grade.canary import REFERENCE_CELLS
 
@@ -116,7 +113,7 @@ def ensure_environment(launcher: isolation.Launcher, limits: sandbox.Limits, uni
             f"this machine cannot grade: the reference answers failed {len(failed)} of {len(result.verdicts)} "
             f"units here (first: {first.unit}: {first.status}: {first.message[:200]}). Check the memory and time "
             f"limits (ulimit -v, --total-timeout) and the sandbox ({launcher.description}); no student was graded.")
-    _environment_checked.add(key)
+    launcher.environment_checked.add(key)
 
 
 def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:

@@ -140,6 +140,9 @@ class Launcher:
     isolated = False
     description = ""
 
+    def __init__(self):
+        self.environment_checked: set = set()  # (limits, timeouts) under which the engine's canary passed here
+
     def open_box(self, replays, meta: dict, limits):
         raise NotImplementedError
 
@@ -157,6 +160,7 @@ class UnisolatedLauncher(Launcher):
     """The grader forks the spawner itself: for --no-isolation and self-study without bwrap."""
 
     def __init__(self, why: str):
+        super().__init__()
         self.description = f"none ({why})"
         from backprop_ninja.sandboxed import confine
 
@@ -200,6 +204,7 @@ class IsolatedLauncher(Launcher):
         import subprocess
         import tempfile
 
+        super().__init__()
         self.fallback = fallback  # self-study: if the sandbox cannot start, grade unisolated and say so
         self.unisolated: UnisolatedLauncher | None = None
         self.uid, self.gid = sandbox_user()
