@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the grader is imported lazily below: it imports torch, whic
     from backprop_ninja.grade.verdict import SubmissionResult
 
 TEST_CELL_PREFIX = "test_"  # the test cell of unit <grade_id> is test_<grade_id> (source/backprop_ninja.py)
-NO_ISOLATION_VAR = "BACKPROP_NINJA_NO_ISOLATION"
+NO_ISOLATION_VAR = isolation.NO_ISOLATION_ENV
 STATE_KEY = "backprop_ninja_verdicts"  # where EngineVerdicts leaves its result in nbconvert's resources
 NOT_GRADED = "NotGraded"  # ename of a unit the grader could not grade (it scores 0 all the same)
 GRADING_FIX = (f"set c.EngineVerdicts.isolation = 'off' in nbgrader_config.py or {NO_ISOLATION_VAR}=1 in "

@@ -35,7 +35,7 @@ INSIDE_PYTHON = "/sandbox/python"
 INSIDE_SITE = "/sandbox/site-packages"
 
 REQUIRED, PREFERRED, OFF = "required", "preferred", "off"
-NO_ISOLATION_ENV = "BACKPROP_NINJA_NO_ISOLATION"  # "1": like --no-isolation, for front ends without flags
+NO_ISOLATION_ENV = "BACKPROP_NINJA_NO_ISOLATION"  # set, and not "0": like --no-isolation (front ends without flags)
 FIX = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) on "
        "Linux with user namespaces enabled, or pass --no-isolation to grade without it (recorded in every result)")
 
@@ -285,8 +285,8 @@ def start(mode: str = REQUIRED) -> Launcher:
     any mode when BACKPROP_NINJA_NO_ISOLATION=1 (nbgrader and Gradescope have no command-line flag)."""
     if mode == OFF:
         return UnisolatedLauncher("--no-isolation")
-    if os.environ.get(NO_ISOLATION_ENV) == "1":
-        return UnisolatedLauncher(f"{NO_ISOLATION_ENV}=1")
+    if os.environ.get(NO_ISOLATION_ENV, "") not in ("", "0"):
+        return UnisolatedLauncher(f"{NO_ISOLATION_ENV}={os.environ[NO_ISOLATION_ENV]}")
     problem = unavailable_reason()
     if problem is None:
         return IsolatedLauncher(fallback=mode == PREFERRED)  # starts now; whether it works shows at first use
