@@ -1,5 +1,6 @@
 # Two commands for users:
-#   make demo   build the assignment and autograde the shipped example submissions
+#   make demo   autograde the shipped example submissions against the committed release (nbgrader runs in a
+#               temporary copy of the course; only the git-ignored out/ is written, so the tree stays clean)
 #   make test   run the kit's test suite
 # Both create .venv (once), install the pinned requirements and set up data/names.txt
 # (from $BACKPROP_NINJA_NAMES if set, else downloaded; see data/README.md).
@@ -18,8 +19,8 @@ export TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR := 1
 .DEFAULT_GOAL := demo
 .PHONY: demo test data
 
+# No `backprop-ninja assign` here: rebuilding the committed notebooks is the instructor's explicit step.
 demo: data
-	$(BIN)/backprop-ninja assign
 	$(BIN)/backprop-ninja demo
 
 test: data

@@ -1,11 +1,18 @@
 """`backprop-ninja demo`: grade the shipped example submissions, with nbgrader and with our own grader.
 
-1. copy examples/submitted/<student>/ into the course's submitted/ folder;
-2. `nbgrader autograde` them (our grader grades each notebook before nbgrader's sandboxed kernel runs it, and each
-   test cell gets its unit's verdict; docs/nbgrader.md), and print each student's points per unit from nbgrader's
-   gradebook;
+The demo never writes a committed file: it does not run `backprop-ninja assign` (rebuilding the notebooks is the
+instructor's explicit step), and nbgrader, whose `generate_assignment` rewrites release/ and whose gradebook is
+needed by `autograde`, runs in a temporary copy of the course, removed afterwards. Only the repository's git-ignored
+out/ folder (or --out) is written.
+
+1. copy nbgrader_config.py and the committed source notebook into a temporary course root, and run
+   `nbgrader generate_assignment` there (it fills that course's gradebook);
+2. copy examples/submitted/<student>/ into its submitted/ folder and `nbgrader autograde` them (our grader grades
+   each notebook before nbgrader's sandboxed kernel runs it, and each test cell gets its unit's verdict;
+   docs/nbgrader.md), and print each student's points per unit from nbgrader's gradebook;
 3. grade the same folder with `backprop-ninja grade` (batch), write results.json per student, grades.csv and the
-   cohort report, and check that both front ends gave the same points.
+   cohort report into out/, and check that both front ends gave the same points. The printed tables are also
+   saved as out/demo.txt.
 """
 from __future__ import annotations
 
@@ -13,10 +20,13 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from backprop_ninja import units
-from backprop_ninja.assign import ASSIGNMENT, REPO, nbgrader_env
+from backprop_ninja.assign import ASSIGNMENT, REPO, nbgrader_env, run_nbgrader
+
+DEFAULT_OUT = REPO / "out"  # git-ignored
 
 
 def copy_examples(root: Path) -> list[str]:
@@ -26,6 +36,17 @@ def copy_examples(root: Path) -> list[str]:
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(REPO / "examples" / "submitted" / student, dest)
     return students
+
+
+def prepare_course(course: Path, env: dict[str, str]) -> list[str]:
+    """A course root outside the repository: the config, the committed source notebook, the gradebook filled by
+    `nbgrader generate_assignment`, and the example submissions. Returns the students."""
+    course.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copytree(REPO / "source" / ASSIGNMENT, course / "source" / ASSIGNMENT,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    run_nbgrader(["generate_assignment", ASSIGNMENT, "--force"], course, env)
+    return copy_examples(course)
 
 
 def nbgrader_points(root: Path, students: list[str]) -> dict[str, dict[str, float]]:
@@ -49,59 +70,69 @@ def results_points(folder: Path, students: list[str]) -> dict[str, dict[str, flo
             for s in students}
 
 
-def print_matrix(title: str, points: dict[str, dict[str, float]]) -> None:
-    print(f"\n{title}")
-    print(f"{'student':10s} {'total':>7s}  units lost")
+def format_matrix(title: str, points: dict[str, dict[str, float]]) -> str:
+    lines = [f"\n{title}", f"{'student':10s} {'total':>7s}  units lost"]
     for student, by_unit in points.items():
         lost = [u.grade_id for u in units.UNITS if (by_unit.get(u.grade_id) or 0) < u.points]
         total = sum(by_unit.get(u.grade_id) or 0 for u in units.UNITS)
         listed = "all of them" if len(lost) == len(units.UNITS) else ", ".join(lost) or "-"
-        print(f"{student:10s} {total:3g}/{units.TOTAL_POINTS:<3d}  {listed}")
+        lines.append(f"{student:10s} {total:3g}/{units.TOTAL_POINTS:<3d}  {listed}")
+    return "\n".join(lines)
 
 
-def main(root: Path = REPO) -> int:
+def main(out: Path = DEFAULT_OUT) -> int:
+    from backprop_ninja.data import names_path
     from backprop_ninja.grade import isolation
 
-    env = nbgrader_env()
+    # the temporary course has no data/ folder: point nbgrader's kernels at the kit's verified names.txt
+    env = nbgrader_env(str(names_path()))
     missing = isolation.unavailable_reason()
     no_isolation = []
+    summary: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        summary.append(text)
+
     if missing:  # the shipped examples are ours, so grading them unisolated is safe; a class's work is not
         env[isolation.NO_ISOLATION_ENV] = "1"
         no_isolation = ["--no-isolation"]
-        print(f"student code runs WITHOUT isolation in this demo: {missing}. That is safe for these trusted "
-              f"examples; to grade a class, {isolation.FIX}.")
+        say(f"student code runs WITHOUT isolation in this demo: {missing}. That is safe for these trusted "
+            f"examples; to grade a class, {isolation.FIX}.")
     else:
-        print("student code runs isolated (bubblewrap sandbox, see docs/grader.md#isolation)")
-    students = copy_examples(root)
-    print(f"autograding {len(students)} example submissions with nbgrader ({', '.join(students)}) ...")
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force",
-                           f"--CourseDirectory.root={root}"], cwd=root, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(proc.stderr[-3000:], file=sys.stderr)
-        print("nbgrader autograde failed; see the log above.", file=sys.stderr)
-        return 1
-    from_nbgrader = nbgrader_points(root, students)
-    print_matrix("nbgrader autograde (points per unit from the gradebook):", from_nbgrader)
+        say("student code runs isolated (bubblewrap sandbox, see docs/grader.md#isolation)")
 
-    out = root / "out"
-    print("\ngrading the same submissions with `backprop-ninja grade submitted --out out/grades` ...")
-    batch = subprocess.run([sys.executable, "-m", "backprop_ninja", "grade", str(root / "submitted"),
-                            "--out", str(out / "grades"), *no_isolation], cwd=root, env=env)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="backprop-ninja-demo-") as tmp:
+        course = Path(tmp) / "course"
+        print(f"nbgrader runs in a temporary copy of the course ({course}); no committed file is written")
+        students = prepare_course(course, env)  # a failing nbgrader command exits with its log (SystemExit)
+        say(f"autograding {len(students)} example submissions with nbgrader ({', '.join(students)}) ...")
+        run_nbgrader(["autograde", ASSIGNMENT, "--force"], course, env)
+        from_nbgrader = nbgrader_points(course, students)
+        say(format_matrix("nbgrader autograde (points per unit from the gradebook):", from_nbgrader))
+
+        print(f"\ngrading the same submissions with `backprop-ninja grade submitted --out {out / 'grades'}` ...")
+        batch = subprocess.run([sys.executable, "-m", "backprop_ninja", "grade", str(course / "submitted"),
+                                "--out", str(out / "grades"), *no_isolation], cwd=course, env=env)
     subprocess.run([sys.executable, "-m", "backprop_ninja", "report", str(out / "grades"),
-                    "--out", str(out / "report")], cwd=root, env=env, check=False)
+                    "--out", str(out / "report")], cwd=out, env=env, check=False)
 
     ours = results_points(out / "grades", students)
-    print_matrix("backprop-ninja grade (points per unit from each results.json):", ours)
+    say(format_matrix("backprop-ninja grade (points per unit from each results.json):", ours))
     same = all(ours[s] == {k: from_nbgrader[s].get(k) for k in ours[s]} for s in students)
-    print(f"\nnbgrader and backprop-ninja agree on every unit of every student: {'yes' if same else 'NO'}")
+    say(f"\nnbgrader and backprop-ninja agree on every unit of every student: {'yes' if same else 'NO'}")
+    (out / "demo.txt").write_text("\n".join(summary) + "\n")
     print(f"per-student results.json and feedback.html, grades.csv: {out / 'grades'}")
     print(f"cohort report (CSV, heatmap, HTML):  {out / 'report'}")
+    print(f"these tables: {out / 'demo.txt'}")
     return 0 if same and batch.returncode == 0 else 1
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--root", type=Path, default=REPO, help="course root (default: this repository)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="where the reports and tables go (default: this repository's git-ignored out/)")
 
 
 def run(args) -> int:
-    return main(args.root.resolve())
+    return main(args.out.resolve())

@@ -1,4 +1,5 @@
-"""The HTML feedback page: every unit's verdict, and for a wrong one a map of where it is off, never values."""
+"""The HTML feedback page: every unit's verdict, and for a wrong one a map of where it is off, never values; and the
+terminal table, which wraps long messages instead of cutting them."""
 from __future__ import annotations
 
 import re
@@ -6,7 +7,10 @@ import re
 import pytest
 
 from backprop_ninja.assign import REPO
+from backprop_ninja.export.feedback import to_html
+from backprop_ninja.export.table import MESSAGE_WIDTH, format_table
 from backprop_ninja.grade.cli import grade_one
+from backprop_ninja.grade.verdict import OK, WRONG, SubmissionResult, Verdict
 from backprop_ninja import units
 
 BEN = REPO / "examples" / "submitted" / "ben" / "backprop_ninja" / "backprop_ninja.ipynb"
@@ -48,3 +52,57 @@ def test_page_shows_no_gradient_values(ben_page):
     text = re.sub(r"<svg.*?</svg>", "", page, flags=re.S)  # svg coordinates are positions, not values
     assert not re.search(r"\d\.\d{3,}|\de-\d", text), "a float made it onto the feedback page"
     assert "BEGIN" not in page and "assert" not in page
+
+
+def _one_unit(message: str, error: str | None = None) -> SubmissionResult:
+    return SubmissionResult("hw.ipynb", [Verdict("ex1_logprobs", WRONG, 0, 1, message)], error=error)
+
+
+def test_backticks_become_code_and_student_text_stays_text():
+    message = ("only the branch through `probs` is there; `counts` is also used by "
+               "`<script>alert(1)</script>` & `a<b`; a lone ` stays")
+    page = to_html(_one_unit(message, error="cell `dx` raised <b>boom</b>"))
+    row = _rows(page)["ex1_logprobs"]
+    assert "<code>probs</code>" in row and "<code>counts</code>" in row
+    assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>" in row and "<code>a&lt;b</code>" in row
+    assert "&amp;" in row and "a lone ` stays" in row
+    assert "<script" not in page and "<b>boom" not in page
+    assert "could not be graded: cell <code>dx</code> raised &lt;b&gt;boom&lt;/b&gt;" in page
+    assert "`probs`" not in page  # no raw backtick pair left around code
+
+
+def test_real_messages_with_backticks_render_as_code(ben_page):
+    result, page = ben_page
+    rows = _rows(page)
+    quoted = [v for v in result.verdicts if re.search(r"`[^`]+`", v.message)]
+    assert quoted, "expected a verdict for ben that quotes a name in backticks"
+    for verdict in quoted:
+        assert "`" not in rows[verdict.unit] and "<code>" in rows[verdict.unit]
+
+
+def test_table_wraps_long_messages_under_the_message_column():
+    words = [f"word{i}" for i in range(60)]
+    long_message = " ".join(words) + " " + "x" * (MESSAGE_WIDTH + 20)
+    result = SubmissionResult("hw.ipynb", [Verdict("ex1_logprobs", WRONG, 0, 1, long_message),
+                                           Verdict("ex1_probs", OK, 1, 1, "right")])
+    lines = format_table(result).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("ex1_logprobs"))
+    column = lines[0].index("message")
+    assert lines[first].index("word0") == column
+    following = lines[first + 1:]
+    continuation = following[:next(i for i, line in enumerate(following) if line.startswith("ex1_probs"))]
+    assert len(continuation) >= 3
+    for line in [lines[first]] + continuation:
+        assert len(line) - column <= MESSAGE_WIDTH
+    for line in continuation:
+        assert line[:column].strip() == "" and line[column] != " "
+    shown = "".join(line[column:].replace(" ", "") for line in [lines[first]] + continuation)
+    assert shown == long_message.replace(" ", "")  # nothing cut, no "..."
+    assert "..." not in "\n".join(lines)
+
+
+def test_table_keeps_short_messages_on_one_line():
+    result = _one_unit("off by a factor (n-1)/n: Bessel's correction, n vs n-1")
+    lines = format_table(result).splitlines()
+    assert lines[2].endswith("off by a factor (n-1)/n: Bessel's correction, n vs n-1")
+    assert lines[3].startswith("total: 0/1")

@@ -7,6 +7,7 @@ no value of the student's answer or of the reference ever reaches the page.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from backprop_ninja import units
@@ -24,6 +25,15 @@ svg { border: 1px solid #999; margin-top: 4px; }
 """
 
 
+_BACKTICKS = re.compile(r"`([^`\n]+)`")
+
+
+def message_html(text: str) -> str:
+    """A message as HTML: escaped first, then each pair of backticks becomes <code>...</code>. Escaping comes
+    first, so nothing in the text (a student's variable name, say) can inject markup; a lone backtick stays as is."""
+    return _BACKTICKS.sub(r"<code>\1</code>", html.escape(text))
+
+
 def mismatch_svg(mismatch: list[list[bool]]) -> str:
     """A map of a 2-D boolean matrix: dark squares where the answer is off."""
     rows, cols = len(mismatch), len(mismatch[0]) if mismatch else 0
@@ -39,7 +49,7 @@ def _row(verdict: Verdict) -> str:
     unit = units.BY_ID.get(verdict.unit)
     label = f"<code>{html.escape(unit.answer)}</code>" if unit else html.escape(verdict.unit)
     css = "ok" if verdict.passed else "bad"
-    detail = html.escape(verdict.message)
+    detail = message_html(verdict.message)
     if not verdict.passed and verdict.mismatch and any(any(row) for row in verdict.mismatch):
         detail += ("<br>" + mismatch_svg(verdict.mismatch)
                    + '<div class="legend">red: positions where your gradient is off (rows × columns)</div>')
@@ -48,7 +58,7 @@ def _row(verdict: Verdict) -> str:
 
 
 def to_html(result: SubmissionResult, title: str = "Backprop Ninja feedback") -> str:
-    head = (f"<p class='bad'>This submission could not be graded: {html.escape(result.error)}</p>"
+    head = (f"<p class='bad'>This submission could not be graded: {message_html(result.error)}</p>"
             if result.error else "")
     rows = "\n".join(_row(v) for v in result.verdicts)
     return f"""<!doctype html>

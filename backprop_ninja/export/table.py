@@ -1,18 +1,35 @@
-"""A SubmissionResult as a plain terminal table: one row per unit, then the total."""
+"""A SubmissionResult as a plain terminal table: one row per unit, then the total.
+
+A message longer than MESSAGE_WIDTH is wrapped, never cut: its further lines are indented under the message column.
+"""
 from __future__ import annotations
+
+import textwrap
 
 from backprop_ninja.grade.verdict import SubmissionResult
 
 MESSAGE_WIDTH = 100
 
 
+def wrap_message(message: str, width: int = MESSAGE_WIDTH) -> list[str]:
+    """The message as lines of at most `width` characters, every word kept (a word longer than a line is split)."""
+    lines = []
+    for paragraph in message.splitlines() or [""]:
+        lines.extend(textwrap.wrap(paragraph, width, break_on_hyphens=False) or [""])
+    return lines
+
+
 def format_table(result: SubmissionResult) -> str:
     rows = [("unit", "status", "points", "message")]
     for verdict in result.verdicts:
-        message = verdict.message if len(verdict.message) <= MESSAGE_WIDTH else verdict.message[:MESSAGE_WIDTH - 3] + "..."
-        rows.append((verdict.unit, verdict.status, f"{verdict.points:g}/{verdict.max_points:g}", message))
+        rows.append((verdict.unit, verdict.status, f"{verdict.points:g}/{verdict.max_points:g}", verdict.message))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip() for row in rows]
+    indent = " " * (sum(widths) + 3 * 2)  # where the message column starts
+    lines = []
+    for row in rows:
+        first, *more = wrap_message(row[3])
+        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {first}".rstrip())
+        lines.extend((indent + line).rstrip() for line in more)
     lines.insert(1, "-" * len(lines[0]))
     lines.append(f"total: {result.score:g}/{result.max_score:g}  ({result.submission}, {result.execution_time:.1f} s)")
     if result.error:
