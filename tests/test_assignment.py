@@ -139,3 +139,66 @@ def test_notebook_forward_pass_is_the_graders(names_file):
         var = units.BY_ID[name].var
         if var and units.BY_ID[name].exercise == 1:
             assert torch.allclose(namespace[var].grad.double(), replay.grads[var], rtol=1e-4, atol=1e-7), var
+
+
+# ---- nbgrader's Validate button tells the truth ----
+
+def _validate(notebook: nbformat.NotebookNode, folder, monkeypatch, names_file) -> list[dict]:
+    """The cells nbgrader's Validate reports as failed (its CLI always exits 0, so ask the Validator itself)."""
+    from nbgrader.validator import Validator
+
+    monkeypatch.setenv("BACKPROP_NINJA_NAMES", str(names_file))
+    monkeypatch.delenv("BACKPROP_NINJA_STEPS", raising=False)  # Validate must pick its short schedule by itself
+    path = folder / f"{assign.ASSIGNMENT}.ipynb"
+    nbformat.write(notebook, path)
+    results = Validator().validate(str(path))
+    assert set(results) <= {"failed"}, results  # nothing else (changed or retyped cells) to report
+    return results.get("failed", [])
+
+
+def _failed_ids(failed, release) -> list[str]:
+    """The grade_ids of the failed test cells. Validate names a cell by its source only, and some test cells are
+    alike (check("logits") is Exercise 1's and Exercise 2's), so match them in notebook order."""
+    tests = [(c.source.strip(), _grade_id(c)) for c in release.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    ids, index = [], 0
+    for cell in failed:
+        while tests[index][0] != cell["source"]:
+            index += 1
+        ids.append(tests[index][1])
+        index += 1
+    return ids
+
+
+def test_validate_fails_the_blank_release_naming_each_gradient(release, tmp_path, monkeypatch, names_file):
+    failed = _validate(release, tmp_path, monkeypatch, names_file)
+    assert _failed_ids(failed, release) == [u.test_id for u in units.UNITS]  # every test cell, nothing else
+    errors = [f["raw_error"] for f in failed]
+    for unit, error in zip(units.UNITS, errors):
+        assert "\n" not in error.strip() and error.startswith("CheckFailed: "), error  # one line, no traceback
+        if unit.var:
+            assert error.startswith(f"CheckFailed: d{unit.var} is not defined yet"), error
+    assert errors[-1].startswith("CheckFailed: manual_backward raised NotImplementedError: answer its cell above")
+
+
+def test_validate_fails_a_wrong_notebook_naming_what_is_wrong(release, tmp_path, monkeypatch, names_file):
+    from backprop_ninja import examples
+
+    ben = nbformat.read(ROOT / "examples" / "submitted" / "ben" / assign.ASSIGNMENT / f"{assign.ASSIGNMENT}.ipynb",
+                        as_version=4)
+    failed = _validate(ben, tmp_path, monkeypatch, names_file)
+    ids = _failed_ids(failed, release)
+    for unit in examples.EXPECTED_LOST:  # each of ben's mistakes fails its own check
+        assert f"test_{unit}" in ids, unit
+    assert "test_ex4_backward" not in ids  # his manual_backward is right
+    text = "\n".join(f["raw_error"] for f in failed)
+    assert "CheckFailed: dlogprobs does not match autograd yet (maxdiff: " in text
+    assert "CheckFailed: dbnbias has shape (64,), but bnbias has shape (1, 64)." in text
+    assert "CheckFailed: dC is autograd's own answer (C.grad); derive it by hand." in text
+    assert "Traceback" not in text
+
+
+def test_validate_passes_the_release_filled_with_the_solutions(release, solutions, tmp_path, monkeypatch,
+                                                             names_file):
+    from backprop_ninja import examples
+
+    assert _validate(examples.filled(release, solutions), tmp_path, monkeypatch, names_file) == []

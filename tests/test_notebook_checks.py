@@ -1,0 +1,250 @@
+"""The notebook's own helpers, as a student meets them: check(), progress(), the data cell and the training schedule.
+
+Most tests run the notebook's locked cells (from the text source) in a plain namespace, which is quick; two start a
+real Jupyter kernel, because what a student sees there (the error output, whether Run All stops) is IPython's doing.
+"""
+from __future__ import annotations
+
+import sys
+import urllib.request
+
+import jupytext
+import matplotlib
+import nbformat
+import pytest
+import torch
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from backprop_ninja import assign
+
+matplotlib.use("Agg")
+
+
+def _source_cells() -> dict[str, str]:
+    """grade_id -> source of the text source's cells; the one plain cell (the number of training steps, which
+    students may edit, so nbgrader must not know it) is "train_steps"."""
+    nb = jupytext.read(assign.text_source(assign.REPO), fmt="py:percent")
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells}
+    (steps,) = [c.source for c in nb.cells if c.cell_type == "code" and "nbgrader" not in c.metadata]
+    assert steps.startswith("max_steps = ")
+    return {**cells, "train_steps": steps}
+
+
+CELLS = _source_cells()
+
+
+def _run(namespace: dict, *grade_ids: str) -> dict:
+    for grade_id in grade_ids:
+        exec(compile(CELLS[grade_id], grade_id, "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture
+def helpers(monkeypatch):
+    """A namespace with the imports and helpers cells run, as a student's notebook has them (not under nbgrader)."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    return _run({}, "imports", "helpers")
+
+
+def _with_gradient(namespace: dict) -> torch.Tensor:
+    """Give the namespace a leaf tensor `x` whose autograd gradient is 2x, as the forward pass gives `probs`."""
+    x = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    (x**2).sum().backward()
+    namespace["x"] = x
+    return x
+
+
+def test_check_prints_one_line_for_a_right_answer(helpers, capsys):
+    x = _with_gradient(helpers)
+    helpers["dx"] = 2 * x.detach()
+    helpers["check"]("x")
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{'dx':15s} | exact: True  | approximate: True  | maxdiff: 0.00e+00"]
+
+
+def test_a_wrong_answer_raises_one_line_that_names_the_gradient(helpers, capsys):
+    x = _with_gradient(helpers)
+    helpers["dx"] = 3 * x.detach()
+    with pytest.raises(AssertionError) as caught:
+        helpers["check"]("x")
+    error = caught.value
+    assert type(error).__name__ == "CheckFailed"
+    rendered = error._render_traceback_()  # what IPython shows instead of a traceback
+    assert len(rendered) == 1 and "\n" not in rendered[0]
+    assert rendered[0].startswith("CheckFailed: dx does not match autograd yet (maxdiff: ")
+    assert "approximate: False" in capsys.readouterr().out
+
+
+def test_an_undefined_answer_says_which_cell_to_fill_in(helpers):
+    _with_gradient(helpers)
+    with pytest.raises(AssertionError) as caught:
+        helpers["check"]("x")
+    (line,) = caught.value._render_traceback_()
+    assert "dx is not defined yet" in line and "raise NotImplementedError()" in line
+
+
+@pytest.mark.parametrize("answer", ["x.grad", "x.grad.view(3)", "x.grad.detach()", "x.grad[:]"])
+def test_autograds_own_gradient_is_flagged_not_passed(helpers, answer, capsys):
+    _with_gradient(helpers)
+    helpers["dx"] = eval(answer, helpers)
+    with pytest.raises(AssertionError) as caught:
+        helpers["check"]("x")
+    assert caught.value._render_traceback_() == [
+        "CheckFailed: dx is autograd's own answer (x.grad); derive it by hand."]
+    out = capsys.readouterr().out
+    assert "autograd's own answer" in out and "exact: True" not in out
+
+
+def test_a_retained_intermediate_gradient_is_flagged_too(helpers):
+    x = _with_gradient(helpers)
+    y = x * 3
+    y.retain_grad()
+    y.sum().backward()
+    helpers["y"], helpers["dy"] = y, y.grad
+    status, detail = helpers["_compare"]("y")
+    assert (status, detail) == ("wrong", "is autograd's own answer (y.grad); derive it by hand")
+
+
+def test_exact_false_is_explained_once(helpers, capsys):
+    x = _with_gradient(helpers)
+    helpers["dx"] = 2 * x.detach() + 1e-7  # right, but not bit for bit
+    helpers["check"]("x")
+    helpers["check"]("x")
+    out = capsys.readouterr().out
+    assert out.count("exact: False | approximate: True") == 2
+    assert out.count("approximate: True is what counts") == 1
+
+
+def test_progress_uses_one_form_per_status(helpers, capsys):
+    helpers["logprobs"] = _with_gradient(helpers)
+    helpers["dlogprobs"] = 2 * helpers["logprobs"].detach()
+    helpers["probs"] = helpers["logprobs"]
+    helpers["dprobs"] = [1, 2, 3]
+    helpers["progress"]()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("done     dlogprobs       | exact: True")
+    assert lines[1] == "wrong    dprobs          | is a list, but it should be a tensor"
+    assert lines[2] == "not yet  dcounts_sum_inv | is not defined yet"
+    assert lines[-1] == "done: 1, wrong: 1, not yet: 24"
+
+
+@pytest.mark.parametrize("execution, raises", [("autograde", False), ("validate", True), ("", True)])
+def test_only_autograde_makes_checks_print_instead_of_stopping(monkeypatch, execution, raises):
+    monkeypatch.setenv("NBGRADER_EXECUTION", execution)
+    namespace = _run({}, "imports", "helpers")
+    x = _with_gradient(namespace)
+    namespace["dx"] = 3 * x.detach()
+    if raises:
+        with pytest.raises(AssertionError):
+            namespace["check"]("x")
+    else:
+        namespace["check"]("x")
+    assert namespace["UNDER_NBGRADER"] is bool(execution)
+
+
+def test_progress_bar_falls_back_to_plain_text_without_ipywidgets(monkeypatch):
+    import tqdm.auto
+    import tqdm.std
+
+    assert _run({}, "imports")["tqdm"] is tqdm.auto.tqdm
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # `import ipywidgets` now raises ImportError
+    assert _run({}, "imports")["tqdm"] is tqdm.std.tqdm  # plain text, and no "IProgress not found" warning
+
+
+def test_missing_data_names_the_working_folder_the_variable_and_the_address(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BACKPROP_NINJA_NAMES", raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(RuntimeError) as caught:
+        _run({}, "imports", "data")
+    message = str(caught.value)
+    assert f"names.txt is not in the working folder ({tmp_path}; /content on Colab)" in message
+    assert "BACKPROP_NINJA_NAMES is not set" in message and "set BACKPROP_NINJA_NAMES to its path" in message
+    assert "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt" in message
+    assert "no network" in message
+
+    monkeypatch.setenv("BACKPROP_NINJA_NAMES", str(tmp_path / "nowhere.txt"))
+    with pytest.raises(RuntimeError, match="BACKPROP_NINJA_NAMES is set to '.*nowhere.txt', which is not a file"):
+        _run({}, "imports", "data")
+
+
+def _training_namespace(monkeypatch, execution: str) -> dict:
+    """Everything the training cell needs, with a tiny fake training set and the solution's manual_backward."""
+    if execution:
+        monkeypatch.setenv("NBGRADER_EXECUTION", execution)
+    else:
+        monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    namespace = _run({}, "imports", "helpers")
+    namespace.update(n_embd=10, block_size=3, vocab_size=27, batch_size=32)
+    namespace["Xtr"] = torch.randint(0, 27, (500, 3), generator=torch.Generator().manual_seed(0))
+    namespace["Ytr"] = torch.randint(0, 27, (500,), generator=torch.Generator().manual_seed(1))
+    _run(namespace, "ex4_forward")
+    exec(assign.solution_cells()["ex4_backward"], namespace)
+    return namespace
+
+
+def test_the_number_of_steps_is_a_plain_variable(monkeypatch):
+    monkeypatch.delenv("BACKPROP_NINJA_STEPS", raising=False)
+    namespace = _run(_training_namespace(monkeypatch, ""), "train_steps")
+    assert namespace["max_steps"] == 200_000  # the full schedule by default
+    monkeypatch.setenv("BACKPROP_NINJA_STEPS", "300")
+    assert _run(namespace, "train_steps")["max_steps"] == 300  # the environment variable still works
+
+    namespace["max_steps"] = 7  # what a student types into that cell
+    _run(namespace, "train")
+    assert len(namespace["lossi"]) == 7
+
+
+@pytest.mark.parametrize("execution", ["validate", "autograde"])
+def test_nbgrader_trains_on_its_short_schedule_whatever_the_variable_says(monkeypatch, execution):
+    monkeypatch.delenv("BACKPROP_NINJA_STEPS", raising=False)
+    namespace = _training_namespace(monkeypatch, execution)
+    namespace["max_steps"] = 200_000
+    _run(namespace, "train")
+    assert len(namespace["lossi"]) == 1000
+
+
+def _kernel_notebook(*sources: str) -> nbformat.NotebookNode:
+    cells = [nbformat.v4.new_code_cell(CELLS["imports"]), nbformat.v4.new_code_cell(CELLS["helpers"])]
+    cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                          "display_name": "Python 3"}})
+
+
+def _errors(cell) -> list:
+    return [out for out in cell.outputs if out.output_type == "error"]
+
+
+SETUP = "x = torch.tensor([1.0, 2.0], requires_grad=True)\n(x**2).sum().backward()"
+
+
+def test_in_jupyter_a_failed_check_and_an_unanswered_cell_show_one_line_each(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    nb = _kernel_notebook(SETUP, "# YOUR CODE HERE\nraise NotImplementedError()", 'check("x")',
+                          "dx = 3 * x.detach()", 'check("x")', 'raise NotImplementedError("my own message")')
+    NotebookClient(nb, timeout=60, allow_errors=True).execute()
+    stub, undefined, wrong, own = (_errors(nb.cells[i]) for i in (3, 4, 6, 7))
+    assert [e.traceback for e in stub] == [[
+        "NotImplementedError: this cell is not answered yet. Replace the line `raise NotImplementedError()` with "
+        "your code, run the cell, and then run the cells after it."]]
+    assert [e.traceback for e in undefined] == [[
+        "CheckFailed: dx is not defined yet: answer its cell above (in place of `raise NotImplementedError()`), "
+        "run that cell, then run this one again."]]
+    assert len(wrong) == 1 and len(wrong[0].traceback) == 1
+    assert wrong[0].traceback[0].startswith("CheckFailed: dx does not match autograd yet")
+    # an exception with a message of its own keeps its full traceback
+    assert own[0].evalue == "my own message" and len(own[0].traceback) > 1
+
+
+def test_in_jupyter_a_failed_check_still_stops_run_all(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    for failing in ('dx = 3 * x.detach()\ncheck("x")', "raise NotImplementedError()"):
+        nb = _kernel_notebook(SETUP, failing, 'print("after")')
+        with pytest.raises(CellExecutionError):
+            NotebookClient(nb, timeout=60).execute()
+        assert nb.cells[-1].outputs == []  # the cell after it never ran
