@@ -27,6 +27,18 @@ def render() -> str:
     lines += ["", "Every answer cell is also scanned for autograd: "
               + ", ".join(f"`.{a}`" for a in units.AUTOGRAD_ATTRIBUTES) + ", "
               + ", ".join(f"`{m}`" for m in units.AUTOGRAD_MODULES) + "."]
+    lines += ["", "## Hints: the local derivative of each use", "",
+              "The second rung of the hint ladder, written beside each share in the table: for every "
+              "line that uses the variable, its local derivative in words and in math. *Broadcast* marks "
+              "a use that stretched the variable along some dimensions, so its share sums over them. "
+              "Shapes are as the student sees them, n being the batch size."]
+    for u in units.UNITS:
+        shape = f", shape `{u.shape}`" if u.shape else ""
+        lines += ["", f"### `{u.grade_id}`: `{u.answer}`{shape}", ""]
+        for consumer, hint in u.hints.items():
+            where = f"used by `{consumer}`" if consumer else "in general"
+            stretched = f" (broadcast: sum over {u.broadcast[consumer]})" if consumer in u.broadcast else ""
+            lines.append(f"- {where}{stretched}: {hint}")
     return "\n".join(lines) + "\n"
 
 
