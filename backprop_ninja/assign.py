@@ -33,8 +33,14 @@ def notebook_path(root: Path, folder: str) -> Path:
     return root / folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 
 
-def build_source_notebook(root: Path = REPO) -> Path:
-    """Convert the text source to nbgrader's source notebook, deterministically."""
+TUTOR_CELL = "tutor"  # the grade_id of the cell that build_source_notebook fills with tutor.notebook_code()
+
+
+def build_source_notebook(root: Path = REPO, with_hints: bool = True) -> Path:
+    """Convert the text source to nbgrader's source notebook, deterministically, filling the tutor cell from the
+    units table (with_hints=False: a course without the hint ladder; hint() then says so)."""
+    from backprop_ninja import tutor
+
     nb = jupytext.read(text_source(root), fmt="py:percent")
     nb.metadata.pop("jupytext", None)
     nb.metadata["language_info"] = {"name": "python"}
@@ -44,6 +50,8 @@ def build_source_notebook(root: Path = REPO) -> Path:
         cell["id"] = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{index}"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        if cell["id"] == TUTOR_CELL:
+            cell.source = tutor.notebook_code(with_hints=with_hints)
     out = notebook_path(root, "source")
     nbformat.validate(nb)
     out.write_text(nbformat.writes(nb) + "\n")
@@ -68,11 +76,11 @@ def run_nbgrader(args: list[str], root: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
-def build(root: Path = REPO, names_path: str | None = None, solutions: bool = True) -> None:
+def build(root: Path = REPO, names_path: str | None = None, solutions: bool = True, with_hints: bool = True) -> None:
     from backprop_ninja.data import names_path as default_names_path
 
     env = nbgrader_env(names_path or str(default_names_path()))
-    print("source    ->", build_source_notebook(root).relative_to(root))
+    print("source    ->", build_source_notebook(root, with_hints).relative_to(root))
     run_nbgrader(["generate_assignment", ASSIGNMENT, "--force"], root, env)
     print("release   ->", notebook_path(root, "release").relative_to(root))
     if solutions:
@@ -108,10 +116,12 @@ def tidy_executed(path: Path) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--root", type=Path, default=REPO, help="course root (default: this repository)")
     parser.add_argument("--no-solutions", action="store_true", help="skip generate_solution (it runs the notebook)")
+    parser.add_argument("--no-hints", action="store_true",
+                        help="build the release without the hint ladder (hint() then says hints are off)")
 
 
 def run(args) -> int:
-    build(args.root.resolve(), solutions=not args.no_solutions)
+    build(args.root.resolve(), solutions=not args.no_solutions, with_hints=not args.no_hints)
     return 0
 
 

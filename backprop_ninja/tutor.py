@@ -373,7 +373,7 @@ def _tutor_read_answer(notebook, gid):
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         lines = [line for line in source.splitlines()
-                 if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION", "# YOUR CODE HERE")]
+                 if line.strip() not in ("### BEGIN " + "SOLUTION", "### END " + "SOLUTION", "# YOUR CODE HERE")]
         code = "\\n".join(lines).strip("\\n")
         if not code.strip() or "raise NotImplementedError" in code:
             return None, "it is a student copy: that cell is not answered"

@@ -238,15 +238,23 @@ def check(name):
 
 def progress():
     """Print the status of every gradient of Exercise 1 (dlogits and dhprebn are also Exercises 2 and 3)."""
-    counts = {}
+    counts, statuses = {}, {}
     for name in EX1_VARIABLES:
         try:
             status, detail = _compare(name)
         except Exception as err:  # a summary must never stop the notebook
             status, detail = "wrong", f"could not be compared: {type(err).__name__}: {err}"
         counts[status] = counts.get(status, 0) + 1
+        statuses[name] = status
         print(f"{status:8s} {_line(name, detail)}")
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if not UNDER_NBGRADER:
+        try:  # the same graph as show_graph(), coloured by status (draw_progress comes from the tutor cell below)
+            from IPython.display import display
+
+            display(draw_progress(statuses))
+        except Exception:  # no picture outside a notebook: the lines above say it all
+            pass
 
 
 def finite_difference(f, x, eps=1e-6):
@@ -268,6 +276,21 @@ def finite_difference(f, x, eps=1e-6):
 # Example: the local derivative of t**-1 is -t**-2.
 t = torch.tensor([0.5, 2.0, 4.0])
 print(finite_difference(lambda x: (x**-1).sum(), t), "vs", -t.double() ** -2)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "tutor_md", "locked": true, "schema_version": 3, "solution": false}
+# ## When you are stuck: `hint` and `show_graph`
+#
+# `hint("counts")` helps with one gradient, one step per call, so you can ask for exactly as much as you need:
+# the first call shows the lines that use `counts` and the rule that applies to them, the second gives the local
+# derivative of each of those lines, and the third shows the answer line itself (read from the course's solutions
+# notebook, if you have it). `hint("ex2")`, `hint("ex3")` and `hint("ex4")` work for the later exercises.
+#
+# `show_graph()` draws the forward pass as a graph; `show_graph("counts")` highlights `counts` and the lines that
+# use it. `progress()` draws the same graph coloured by where you stand.
+
+# %% nbgrader={"grade": false, "grade_id": "tutor", "locked": true, "schema_version": 3, "solution": false}
+# `backprop-ninja assign` fills this cell from the kit's units table (backprop_ninja/tutor.py): hint, show_graph
+# and draw_progress, in plain Python with matplotlib.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "model_md", "locked": true, "schema_version": 3, "solution": false}
 # ## The network
