@@ -202,3 +202,18 @@ def test_validate_passes_the_release_filled_with_the_solutions(release, solution
     from backprop_ninja import examples
 
     assert _validate(examples.filled(release, solutions), tmp_path, monkeypatch, names_file) == []
+
+
+def test_the_tutor_cell_comes_from_the_table_and_the_switch_leaves_the_hints_out(tmp_path):
+    from backprop_ninja import tutor
+
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / f"{assign.ASSIGNMENT}.py").write_text(assign.text_source(ROOT).read_text())
+    (tmp_path / "source" / assign.ASSIGNMENT).mkdir()
+    cells = {}
+    for with_hints in (True, False):
+        nb = nbformat.read(assign.build_source_notebook(tmp_path, with_hints=with_hints), as_version=4)
+        cells[with_hints] = next(cell.source for cell in nb.cells if cell.get("id") == assign.TUTOR_CELL)
+        assert cells[with_hints] == tutor.notebook_code(with_hints=with_hints)
+    some_hint = next(iter(units.BY_ID["ex1_counts"].hints.values()))
+    assert some_hint in cells[True] and some_hint not in cells[False]
