@@ -385,10 +385,17 @@ print("loss", loss.item())
 # Each cell may use every tensor of the forward pass, `n`, and the gradients you wrote above it. When the grader
 # re-runs a cell it hands it the correct upstream gradients, so a mistake in one cell never costs you the next.
 #
-# ### `dlogprobs`
-# `loss = -logprobs[range(n), Yb].mean()` picks, in each row, the log-probability of the correct next character,
-# and averages the `n` picked values with a minus sign. So each picked entry gets gradient $-1/n$ and every other
-# entry has no effect on the loss: gradient 0. Start from zeros and fill in the picked positions.
+# Above each answer cell you will find what the forward line does, the shapes involved and which trap applies; the
+# calculus is yours. If you get stuck, `hint` gives you one more step each time you call it.
+#
+# ### `dlogprobs`, shape `(n, 27)`
+# The last line, `loss = -logprobs[range(n), Yb].mean()`, reads one entry from each of the `n` rows of `logprobs`:
+# the log-probability the network gave to the correct next character `Yb`. It averages those `n` numbers and flips the
+# sign, which leaves a single number, shape `()`. Ask yourself two questions: which entries of `logprobs` does the loss
+# actually read, and how much does the loss move when you nudge one of them? And what happens when you nudge an entry
+# it never reads? Your answer has the shape of `logprobs`, `(n, 27)`.
+#
+# Stuck? `hint("logprobs")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_logprobs", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -403,9 +410,14 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logprobs")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "probs_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dprobs`
-# `logprobs = probs.log()` works element by element, and $\frac{d}{dp}\log p = 1/p$. Multiply element by element.
-# Notice what this does: a correct character that got a small probability gets a large push.
+# ### `dprobs`, shape `(n, 27)`
+# `probs` is used once, in `logprobs = probs.log()`, which takes the natural logarithm of every entry on its own. Both
+# tensors are `(n, 27)`, and each entry of `logprobs` depends only on the entry of `probs` in the same place: no
+# broadcast, nothing to sum, just a rule applied element by element and the chain rule.
+#
+# Once `check` passes, look at your `dprobs`: which entries are largest, and why does that make sense for learning?
+#
+# Stuck? `hint("probs")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_probs", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -419,10 +431,14 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_probs")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "counts_sum_inv_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dcounts_sum_inv`
-# `probs = counts * counts_sum_inv` multiplies an `(n, 27)` tensor by an `(n, 1)` column. The local derivative with
-# respect to `counts_sum_inv` is `counts`; but the column was **broadcast** across 27 positions of its row, so its
-# gradient is the sum of those 27 contributions, kept as a column.
+# ### `dcounts_sum_inv`, shape `(n, 1)`
+# `counts_sum_inv` holds one number per row: one over the sum of that row's counts. It is used in
+# `probs = counts * counts_sum_inv`, which multiplies the `(n, 27)` tensor `counts` by this `(n, 1)` column. To make
+# the shapes fit, PyTorch **broadcasts** the column: each row's number is stretched across all 27 columns of its row,
+# so it takes part in 27 products. Each of those 27 uses sends gradient back to it, and your answer must come back to
+# the shape `(n, 1)`.
+#
+# Stuck? `hint("counts_sum_inv")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_counts_sum_inv", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -436,8 +452,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts_sum_
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "counts_sum_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dcounts_sum`
-# `counts_sum_inv = counts_sum**-1`, and $\frac{d}{ds}s^{-1} = -s^{-2}$. Element by element, same shape `(n, 1)`.
+# ### `dcounts_sum`, shape `(n, 1)`
+# `counts_sum_inv = counts_sum**-1` takes the reciprocal of each row sum, entry by entry. Both tensors are `(n, 1)`,
+# one number per row, and each result depends only on the input in the same place: nothing was broadcast, so there is
+# nothing to sum. The line raises `counts_sum` to a power, so a rule from school calculus applies.
+#
+# Stuck? `hint("counts_sum")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_counts_sum", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -451,15 +471,16 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts_sum"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "counts_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dcounts`
-# `counts` is **used twice**: in `probs = counts * counts_sum_inv` and in `counts_sum = counts.sum(1, keepdim=True)`.
-# Its gradient is the sum of both contributions.
+# ### `dcounts`, shape `(n, 27)`
+# `counts` is **used twice**, and each use sends gradient back:
 #
-# * Through `probs`: the local derivative is `counts_sum_inv`, broadcast along each row.
-# * Through `counts_sum`: a sum passes its gradient unchanged to every term it added up, so each of the 27 entries of
-#   a row receives that row's `dcounts_sum`.
+# * in `probs = counts * counts_sum_inv`, where each entry, `(n, 27)`, is multiplied by the `(n, 1)` factor of its row;
+# * in `counts_sum = counts.sum(1, keepdim=True)`, which adds up the 27 entries of each row into an `(n, 1)` column.
 #
-# Forgetting one of the two is the classic mistake here.
+# Work out each branch on its own, each with the shape of `counts`, `(n, 27)`, then add them. Forgetting one of the two
+# is the classic mistake here: if `check` says you are off, count your branches first.
+#
+# Stuck? `hint("counts")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_counts", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -474,9 +495,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "norm_logits_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dnorm_logits`
-# `counts = norm_logits.exp()`, and the exponential is its own derivative. You already have `exp(norm_logits)`:
-# it is `counts`.
+# ### `dnorm_logits`, shape `(n, 27)`
+# `counts = norm_logits.exp()` raises $e$ to the power of every entry on its own. Both tensors are `(n, 27)`, so this is
+# again a rule applied element by element, with nothing to sum. Before you compute anything new, look at the tensors
+# the forward pass already made: one of them may be exactly what you need.
+#
+# Stuck? `hint("norm_logits")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_norm_logits", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -490,12 +514,16 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_norm_logits
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "logit_maxes_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dlogit_maxes`
-# `norm_logits = logits - logit_maxes` subtracts an `(n, 1)` column broadcast along the rows: the local derivative is
-# $-1$, and the broadcast means a sum over each row.
+# ### `dlogit_maxes`, shape `(n, 1)`
+# `logit_maxes` holds the largest logit of each row, one number per row. It is used in
+# `norm_logits = logits - logit_maxes`, which subtracts this `(n, 1)` column from the `(n, 27)` logits: the column is
+# **broadcast** across the 27 entries of its row, so each number is used 27 times, and its gradient must come back to
+# `(n, 1)`. Mind the sign: it is subtracted.
 #
-# You should find numbers that are zero up to rounding. That is the point of the trick: subtracting any constant
-# from a row of logits leaves the softmax unchanged, so the loss cannot depend on `logit_maxes`.
+# When `check` passes, look at your numbers: they are zero up to rounding. That is the point of the trick: subtracting
+# any constant from a row of logits leaves the softmax unchanged, so the loss cannot depend on `logit_maxes`.
+#
+# Stuck? `hint("logit_maxes")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_logit_maxes", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -509,11 +537,17 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logit_maxes
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "logits_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dlogits`
-# `logits` is **used twice** as well: directly in `norm_logits = logits - logit_maxes` (local derivative 1), and
-# through `logit_maxes = logits.max(1, keepdim=True).values`. The max passes gradient only to the entry that *was*
-# the maximum of its row; all other entries get 0. `logits.max(1).indices` tells you where the maxima are, and
-# `F.one_hot` turns indices into a 0/1 mask.
+# ### `dlogits`, shape `(n, 27)`
+# `logits` is **used twice** as well:
+#
+# * in `norm_logits = logits - logit_maxes`, where both `logits` and `norm_logits` are `(n, 27)`;
+# * in `logit_maxes = logits.max(1, keepdim=True).values`, which keeps only the largest of the 27 entries of each row,
+#   giving `(n, 1)`. Ask which entries of a row the maximum actually depends on.
+#
+# Work out each branch with the shape `(n, 27)`, then add them. Two tools may help: `logits.max(1).indices` tells you
+# where the maxima are, and `F.one_hot` turns a tensor of indices into a tensor of 0s and 1s.
+#
+# Stuck? `hint("logits")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_logits", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -529,10 +563,17 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logits")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "h_md", "locked": true, "schema_version": 3, "solution": false}
 # ### `dh`, `dW2`, `db2`: a linear layer
-# `logits = h @ W2 + b2` with shapes `(n, 64) @ (64, 27) + (27,)`. For a matrix product the gradients are matrix
-# products too, and the shapes tell you which one: `dh` must be `(n, 64)`, and the only way to get that from
-# `dlogits` `(n, 27)` and `W2` `(64, 27)` is `dlogits @ W2.T`. Work out `dW2` the same way. `b2` was broadcast over
-# the `n` rows: sum over them.
+# `logits = h @ W2 + b2` multiplies the hidden activations `h`, shape `(n, 64)`, by the weight matrix `W2`, shape
+# `(64, 27)`, and adds the bias `b2`, shape `(27,)`; the result `logits` is `(n, 27)`. This line is the only use of each
+# of the three, so each of their gradients comes from `dlogits`, `(n, 27)`, alone.
+#
+# * `dh`, shape `(n, 64)`, and `dW2`, shape `(64, 27)`: the gradient of a matrix product is again a matrix product,
+#   of the upstream gradient with the *other* factor, one of them transposed. Write the shapes down: for each
+#   answer only one arrangement gives the right shape, so the shapes choose for you.
+# * `db2`, shape `(27,)`: `b2` is a single row of 27 numbers **broadcast** down all `n` rows of the batch, and its
+#   gradient must come back to `(27,)`.
+#
+# Stuck? `hint("h")`, `hint("W2")`, `hint("b2")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_h", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -568,9 +609,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_b2")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "hpreact_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dhpreact`
-# `h = torch.tanh(hpreact)`. The derivative of $\tanh$ is $1 - \tanh^2$, and $\tanh(\text{hpreact})$ is `h`, which
-# you already have. Element by element.
+# ### `dhpreact`, shape `(n, 64)`
+# `h = torch.tanh(hpreact)` squashes every entry into the range from −1 to 1, each entry on its own. Both tensors are
+# `(n, 64)`, so this is a rule applied element by element, with nothing to sum. Before you compute the tanh a second
+# time, look at what the forward pass already gave you.
+#
+# Stuck? `hint("hpreact")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_hpreact", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -584,10 +628,17 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_hpreact")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bngain_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dbngain`, `dbnbias`, `dbnraw`
-# `hpreact = bngain * bnraw + bnbias`, where `bngain` and `bnbias` are `(1, 64)` rows broadcast over the batch and
-# `bnraw` is `(n, 64)`. Multiplication sends each factor the other factor times the upstream gradient; addition
-# passes the gradient through. The two broadcast rows need a sum over the batch, and keep their `(1, 64)` shape.
+# ### `dbngain`, `dbnbias`, `dbnraw`: scale and shift
+# `hpreact = bngain * bnraw + bnbias` scales each of the 64 normalised hidden units by its own gain and shifts it by its
+# own bias. `bnraw` is `(n, 64)`, one row per example; `bngain` and `bnbias` are `(1, 64)` rows, **broadcast** down
+# all `n` rows so that every example uses the same gain and bias. The result `hpreact` is `(n, 64)`.
+#
+# * `dbngain`, shape `(1, 64)`: a factor of a product, stretched over the batch, so every row sends it gradient.
+# * `dbnbias`, shape `(1, 64)`: a term of a sum, stretched over the batch like `bngain`.
+# * `dbnraw`, shape `(n, 64)`: the other factor of the product. Here the factor beside it is the one that was
+#   stretched, not `bnraw` itself: check whether anything needs summing at all.
+#
+# Stuck? `hint("bngain")`, `hint("bnbias")`, `hint("bnraw")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_bngain", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -623,9 +674,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnraw")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bnvar_inv_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dbnvar_inv`
-# `bnraw = bndiff * bnvar_inv`: an `(n, 64)` tensor times a `(1, 64)` row. The row was broadcast down the batch, so
-# its gradient is a sum over the batch, kept as a row.
+# ### `dbnvar_inv`, shape `(1, 64)`
+# `bnvar_inv` holds one number per hidden unit: one over the standard deviation of that unit over the batch. It is
+# used in `bnraw = bndiff * bnvar_inv`, which divides every column of `bndiff`, `(n, 64)`, by its standard deviation:
+# the `(1, 64)` row is **broadcast** down the `n` rows of the batch. Its gradient must come back to `(1, 64)`.
+#
+# Stuck? `hint("bnvar_inv")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_bnvar_inv", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -639,9 +693,13 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnvar_inv")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bnvar_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dbnvar`
-# `bnvar_inv = (bnvar + 1e-5)**-0.5`. The power rule gives $-0.5\,(\text{bnvar} + 10^{-5})^{-1.5}$. Keep the
-# `1e-5` where the forward pass had it.
+# ### `dbnvar`, shape `(1, 64)`
+# `bnvar_inv = (bnvar + 1e-5)**-0.5` turns each variance into one over the standard deviation, entry by entry; the
+# small `1e-5` keeps it away from a division by zero. Both tensors are `(1, 64)`: nothing broadcast, nothing to sum.
+# It is a power again, as for `counts_sum`, only with another exponent and a constant added inside. Keep the `1e-5`
+# where the forward pass had it.
+#
+# Stuck? `hint("bnvar")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_bnvar", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -655,10 +713,14 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnvar")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bndiff2_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dbndiff2`
-# `bnvar = 1/(n-1) * bndiff2.sum(0, keepdim=True)`. A sum over the batch followed by a scale: every one of the `n`
-# rows receives the same `(1, 64)` gradient, times the scale. Mind the scale: the variance divides by $n-1$
-# (Bessel's correction, an unbiased estimate for a small batch), not by $n$.
+# ### `dbndiff2`, shape `(n, 64)`
+# `bnvar = 1/(n-1) * bndiff2.sum(0, keepdim=True)` adds up each column of `bndiff2`, `(n, 64)`, over the batch and
+# scales the `(1, 64)` result: the variance of each hidden unit. Every entry of a column enters its column's sum in the
+# same way, so ask how much one entry moves the sum, and then the scale. Mind the scale: the variance divides by $n-1$
+# (Bessel's correction, an unbiased estimate for a small batch), not by $n$. Your answer has the shape of `bndiff2`,
+# `(n, 64)`, while `dbnvar` is a `(1, 64)` row.
+#
+# Stuck? `hint("bndiff2")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_bndiff2", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -672,9 +734,16 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bndiff2")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bndiff_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dbndiff`
-# `bndiff` is **used twice**: in `bnraw = bndiff * bnvar_inv` and in `bndiff2 = bndiff**2`. Add both contributions:
-# `bnvar_inv` (broadcast) times `dbnraw`, and $2\,\text{bndiff}$ times `dbndiff2`.
+# ### `dbndiff`, shape `(n, 64)`
+# `bndiff`, the distance of each entry from its column's mean, is **used twice**:
+#
+# * in `bnraw = bndiff * bnvar_inv`, where it is multiplied by the `(1, 64)` row `bnvar_inv`, which is broadcast
+#   down the batch (`bndiff` itself is already `(n, 64)` and is not stretched);
+# * in `bndiff2 = bndiff**2`, which squares each entry on its own, `(n, 64)` to `(n, 64)`.
+#
+# Work out each branch with the shape `(n, 64)`, then add them.
+#
+# Stuck? `hint("bndiff")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_bndiff", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -689,9 +758,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bndiff")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bnmeani_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dbnmeani`
-# `bndiff = hprebn - bnmeani`: the `(1, 64)` mean is broadcast down the batch and subtracted. Local derivative $-1$,
-# and a sum over the batch.
+# ### `dbnmeani`, shape `(1, 64)`
+# `bnmeani` holds the batch mean of each hidden unit. It is used in `bndiff = hprebn - bnmeani`, which subtracts the
+# `(1, 64)` row from every one of the `n` rows of `hprebn`, `(n, 64)`: the row is **broadcast** down the batch, and
+# it is subtracted, so mind the sign. Its gradient must come back to `(1, 64)`.
+#
+# Stuck? `hint("bnmeani")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_bnmeani", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -705,9 +777,17 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnmeani")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "hprebn_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dhprebn`
-# `hprebn` is **used twice**: directly in `bndiff = hprebn - bnmeani` (local derivative 1), and through the mean
-# `bnmeani = 1/n * hprebn.sum(0, keepdim=True)`, which hands each of the `n` rows the same gradient times $1/n$.
+# ### `dhprebn`, shape `(n, 64)`
+# `hprebn`, the hidden layer before batchnorm, is **used twice**:
+#
+# * in `bndiff = hprebn - bnmeani`, where it keeps its shape `(n, 64)`;
+# * in `bnmeani = 1/n * hprebn.sum(0, keepdim=True)`, which averages each column over the batch into a `(1, 64)` row.
+#   Every entry of a column takes part in its column's mean, in the same way.
+#
+# Work out each branch with the shape `(n, 64)`, then add them. (Exercise 3 asks for this same gradient again, in one
+# expression that goes through the whole batchnorm layer at once.)
+#
+# Stuck? `hint("hprebn")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_hprebn", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -723,11 +803,15 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_hprebn")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "embcat_md", "locked": true, "schema_version": 3, "solution": false}
 # ### `dembcat`, `dW1`, `db1`: the first linear layer
-# `hprebn = embcat @ W1 + b1`, with shapes `(n, 30) @ (30, 64) + (64,)`: the same pattern as the second layer. Let
-# the shapes guide you.
+# `hprebn = embcat @ W1 + b1` is the same kind of line as `logits = h @ W2 + b2`: the concatenated embeddings `embcat`,
+# shape `(n, 30)`, times the weights `W1`, shape `(30, 64)`, plus the bias `b1`, shape `(64,)`, which is **broadcast**
+# down the `n` rows; the result is `(n, 64)`. Its gradient `dhprebn`, `(n, 64)`, is all you need, with the shapes as
+# your guide, exactly as for the second layer: `dembcat` is `(n, 30)`, `dW1` is `(30, 64)` and `db1` is `(64,)`.
 #
 # `db1` will come out as (nearly) zero. Batchnorm subtracts the batch mean right after this layer, which removes any
 # constant added here, so `b1` cannot change the loss. It is still a good test of your sum.
+#
+# Stuck? `hint("embcat")`, `hint("W1")`, `hint("b1")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_embcat", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -763,9 +847,13 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_b1")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "emb_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `demb`
-# `embcat = emb.view(emb.shape[0], -1)` only reinterprets the same numbers with another shape. The gradient is
-# `dembcat`, viewed back in the shape of `emb`.
+# ### `demb`, shape `(n, 3, 10)`
+# `embcat = emb.view(emb.shape[0], -1)` lays the three 10-number embeddings of each example side by side: `emb`,
+# `(n, 3, 10)`, becomes `embcat`, `(n, 30)`. The numbers are the same, only arranged in another shape; no arithmetic
+# happens. So what does each number of `dembcat` tell you about the matching number of `emb`, and in what shape must
+# `demb` come back?
+#
+# Stuck? `hint("emb")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_emb", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -779,10 +867,14 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_emb")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "C_md", "locked": true, "schema_version": 3, "solution": false}
-# ### `dC`
-# `emb = C[Xb]` copies row `Xb[i, j]` of the table `C` into position `(i, j)` of `emb`. Backwards, each of the
-# `n × 3` gradient rows of `demb` goes back to the row of `C` it was copied from, and a row of `C` that was copied
-# several times (the character `.` often is) **adds up** all of its gradients. A loop works; so does `index_add_`.
+# ### `dC`, shape `(27, 10)`
+# `emb = C[Xb]` looks rows up in the embedding table `C`, `(27, 10)`: position `(i, j)` of `emb`, `(n, 3, 10)`, is a
+# copy of the row of `C` for the character `Xb[i, j]`. In a batch, many rows of `C` are copied several times (the
+# character `.` often is) and some are not copied at all. A row copied several times is a variable used several times,
+# so it collects gradient from every one of its copies; a row never copied gets none. A plain Python loop over the
+# `n × 3` positions is a fine way to write it.
+#
+# Stuck? `hint("C")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_C", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -813,8 +905,10 @@ progress()
 # $-\log \frac{e^{l_y}}{\sum_j e^{l_j}}$, differentiate with respect to one logit $l_i$, and treat $i = y$ and
 # $i \ne y$ separately. Then remember that the batch loss is the *mean* of the rows.
 #
-# Write `dlogits` in one or two lines, from `logits` and `Yb` alone. (`F.softmax` is allowed; `F.cross_entropy` is
-# not what we are asking for.)
+# Write `dlogits`, shape `(n, 27)` like `logits`, in one or two lines, from `logits` and `Yb` alone. (`F.softmax` is
+# allowed; `F.cross_entropy` is not what we are asking for.)
+#
+# Stuck? `hint("ex2")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex2_fast_loss", "locked": true, "schema_version": 3, "solution": false}
 loss_fast = F.cross_entropy(logits, Yb)
@@ -863,16 +957,21 @@ if not UNDER_NBGRADER:  # the picture is for you; the grader has no screen
 #
 # for each of the 64 hidden units separately. Given `dhpreact`, write `dhprebn` in one expression.
 #
+# The shapes: `hprebn`, `bnraw` (that is $\hat{x}$), `dhpreact` and your answer are `(n, 64)`; `bngain` ($\gamma$)
+# and `bnvar_inv` ($1/\sqrt{\sigma^2+\epsilon}$) are `(1, 64)` rows, broadcast down the batch, so any sum over the
+# batch in your formula is a `(1, 64)` row too.
+#
 # How to get there: for one hidden unit, $x_i$ influences the loss along three paths: directly through
 # $\hat{x}_i$, through $\mu$ (which every $\hat{x}_j$ uses), and through $\sigma^2$ (which every $\hat{x}_j$ uses
 # too). Write $\frac{\partial L}{\partial x_i}$ as the sum of those three paths, using $\frac{\partial L}{\partial
 # \hat{x}_j} = \gamma\,\frac{\partial L}{\partial y_j}$. One piece vanishes: $\mu$ also reaches the loss *through
 # $\sigma^2$*, but that contribution is zero, because $\frac{\partial \sigma^2}{\partial \mu} =
-# -\frac{2}{n-1}\sum_i (x_i-\mu)$ and the deviations from the mean sum to zero. What is left simplifies to a scale
-# $\gamma/\sqrt{\sigma^2+\epsilon}$ times a combination of `dhpreact`, its sum over the batch, and `bnraw` times the
-# batch sum of `dhpreact * bnraw`. Watch the $n$ versus $n-1$.
+# -\frac{2}{n-1}\sum_i (x_i-\mu)$ and the deviations from the mean sum to zero. Then collect the terms, and watch the
+# $n$ versus $n-1$: the mean divides by $n$, the variance by $n-1$.
 #
 # You may use `bngain`, `bnvar_inv`, `bnraw`, `dhpreact` and `n`. Not `F.batch_norm`.
+#
+# Stuck? `hint("ex3")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex3_fast_forward", "locked": true, "schema_version": 3, "solution": false}
 hpreact_fast = bngain * (hprebn - hprebn.mean(0, keepdim=True)) / torch.sqrt(
@@ -904,6 +1003,8 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex3_hprebn")
 #
 # Speed matters a little now: the function runs 200,000 times. Indexing with a Python `range` (`x[range(n), Yb]`)
 # is slow; `F.one_hot` or `torch.arange(n)` does the same job many times faster.
+#
+# Stuck? `hint("ex4")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex4_forward", "locked": true, "schema_version": 3, "solution": false}
 def forward(parameters, Xb, Yb):
