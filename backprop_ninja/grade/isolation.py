@@ -52,7 +52,7 @@ def _site_packages() -> str:
 
 def bwrap_command(argv: list[str], *, ro_binds: tuple[tuple[str, str], ...] = (),
                   rw_binds: tuple[tuple[str, str], ...] = (), env: dict[str, str] | None = None,
-                  cwd: str = "/tmp", keep_caps_to_drop_uid: bool = True) -> list[str]:
+                  cwd: str = "/tmp") -> list[str]:
     """The bwrap command line that runs `argv` (paths as seen inside) in a fresh sandbox.
 
     Inside: /usr (and the /lib, /lib64, /bin links), the Python runtime at /sandbox/python, the
@@ -66,9 +66,8 @@ def bwrap_command(argv: list[str], *, ro_binds: tuple[tuple[str, str], ...] = ()
         raise IsolationUnavailable(f"bubblewrap (bwrap) is not installed: {FIX}")
     command = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--die-with-parent", "--new-session", "--clearenv"]
-    if os.geteuid() == 0:
-        if keep_caps_to_drop_uid:
-            command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    if os.geteuid() == 0:  # root keeps only what the first process inside needs to become the sandbox user
+        command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         command += ["--unshare-user"]
     command += ["--ro-bind", "/usr", "/usr"]
