@@ -421,13 +421,16 @@ _TUTOR_COLOURS = {{
 
 def _tutor_draw(fills, chosen=(), consumers=(), edges=(), title="", legend=()):
     """The forward pass as a figure: fills maps a variable to a colour key of _TUTOR_COLOURS."""
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from matplotlib.text import OffsetFrom
     nodes = _TUTOR["graph"]["nodes"]
     cols = [node["col"] for node in nodes]
     rows = max(node["row"] for node in nodes)
-    fig = Figure(figsize=(2.0 * (max(cols) - min(cols) + 1) + 1, 0.5 * rows + 1.5))
+    # made by pyplot, so that Jupyter knows how to show it as a picture even before any other plot, then closed,
+    # so that it is shown once, as the value of the call, and not again at the end of the cell
+    fig = plt.figure(figsize=(2.0 * (max(cols) - min(cols) + 1) + 1, 0.5 * rows + 1.5))
+    plt.close(fig)
     ax = fig.add_subplot()
     ax.set_xlim(min(cols) - 0.7, max(cols) + 0.7)
     ax.set_ylim(-rows - 0.6, 0.6)

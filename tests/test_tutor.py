@@ -305,3 +305,19 @@ def test_draw_progress_colours_by_status(tutor, capsys):
     assert legend == ["done (1)", "wrong (1)", "todo (24)"]
     assert isinstance(tutor["draw_progress"]("not a dict"), Figure)
     assert "expects a dict" in capsys.readouterr().out
+
+
+def test_the_pictures_show_once_as_images_in_a_fresh_kernel():
+    """Before any other plot: a bare matplotlib Figure would show only as its text repr in Jupyter."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(notebook_code()),
+        nbformat.v4.new_code_cell("show_graph('counts')"),
+        nbformat.v4.new_code_cell("from IPython.display import display\ndisplay(draw_progress({'probs': 'done'}))"),
+    ])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    for cell in nb.cells[1:]:
+        images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
+        assert len(images) == 1, [(out.output_type, list(out.get("data", {}))) for out in cell.outputs]
