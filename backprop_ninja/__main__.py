@@ -1,3 +1,3 @@
-from backprop_ninja.cli import main
+from backprop_ninja.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -34,6 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     return int(module.run(verb_args) or 0)
 
 
+def console_main() -> None:
+    """The `backprop-ninja` command and `python -m backprop_ninja`: main(), then exit.
+
+    A verb whose module sets FAST_EXIT (grading: everything it wrote is closed, its sandbox is gone) ends the
+    process with os._exit, skipping the interpreter's teardown, which with torch loaded takes about 0.4 s: a
+    third of a cold grading."""
+    import os
+    import sys
+
+    code = main()
+    argv = sys.argv[1:]
+    verb = next((arg for arg in argv if arg in VERBS), None)
+    if verb and getattr(importlib.import_module(VERBS[verb][0]), "FAST_EXIT", False):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _strip_verb(argv: list[str] | None, verb: str) -> list[str]:
     import sys
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backprop_ninja.grade.verdict import SubmissionResult
 
+FAST_EXIT = True  # cli.console_main may skip the interpreter's teardown: run() leaves nothing open
 EXIT_GRADED = 0
 EXIT_NOT_GRADED = 2
 EXIT_CANNOT_GRADE = 4

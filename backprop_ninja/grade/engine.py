@@ -58,19 +58,38 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
     raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade."""
     launcher = launcher or shared_launcher()
     limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
-    if check_environment:
-        ensure_environment(launcher, limits, unit_timeout, total_timeout)
+    canary = _start_canary(launcher, limits, unit_timeout, total_timeout) if check_environment else None
     started = time.monotonic()
     found = extract.read_answers(path)
     if found.error:
         result = SubmissionResult(submission=str(path), error=found.error, isolation=launcher.description)
         result.verdicts = [_verdict(u, ERROR, f"not graded: {found.error}") for u in units.UNITS]
-        result.execution_time = time.monotonic() - started
-        return result
-    result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout)
-    result.submission = str(path)
+    else:
+        result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout)
+        result.submission = str(path)
     result.execution_time = time.monotonic() - started
+    if canary is not None:
+        canary.result()  # raises EnvironmentProblem: no verdict leaves before the reference answers scored full
     return result
+
+
+def _start_canary(launcher: isolation.Launcher, limits: sandbox.Limits, unit_timeout: float,
+                  total_timeout: float):
+    """The canary of this launcher and these limits, if it has not passed yet: in a thread beside the student's
+    grading when the sandbox makes boxes without forking this process (two cores: a cold grading does not wait
+    for it), else right here. Returns the Future to wait on, or None."""
+    if (limits, unit_timeout, total_timeout) in launcher.environment_checked:
+        return None
+    launcher.settle()  # self-study: know now whether the sandbox works, or boxes will fork this process
+    if not launcher.isolated:  # an unisolated box forks this process: never while another thread runs torch
+        ensure_environment(launcher, limits, unit_timeout, total_timeout)
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary")
+    future = pool.submit(ensure_environment, launcher, limits, unit_timeout, total_timeout)
+    pool.shutdown(wait=False)  # the thread ends with the canary; future.result() waits for it
+    return future
 
 
 def limits_for(*, memory_limit_bytes: int = MEMORY_LIMIT, total_timeout: float = TOTAL_TIMEOUT,

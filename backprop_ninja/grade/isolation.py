@@ -145,6 +145,9 @@ class Launcher:
     def open_box(self, replays, meta: dict, limits):
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Decide, now, anything left open about how boxes are made (`isolated` is final afterwards)."""
+
     def close(self) -> None:
         pass
 
@@ -204,7 +207,10 @@ class IsolatedLauncher(Launcher):
         import tempfile
 
         super().__init__()
+        import threading
+
         self.fallback = fallback  # self-study: if the sandbox cannot start, grade unisolated and say so
+        self.channel_lock = threading.Lock()  # the engine may open boxes from two threads (canary, student)
         self.unisolated: UnisolatedLauncher | None = None
         self.uid, self.gid = sandbox_user()
         where = "uid %d" % self.uid if os.geteuid() == 0 else "the grader's uid, in a user namespace"
@@ -237,6 +243,16 @@ class IsolatedLauncher(Launcher):
             raise IsolationUnavailable(f"the sandbox started as uid {header.get('uid')}, not {self.uid}")
         self.ready = True
 
+    def settle(self) -> None:
+        """Self-study (fallback): if the sandbox cannot start, switch to unisolated boxes, once, and say so."""
+        with self.channel_lock:
+            if self.unisolated is None and self.fallback:
+                try:
+                    self.wait_ready()
+                except IsolationUnavailable as error:
+                    self.unisolated = _unisolated_for_self_study(str(error))
+                    self.isolated, self.description = False, self.unisolated.description
+
     def _stderr(self) -> str:
         self.stderr.seek(0)
         text = self.stderr.read(4000).decode(errors="replace").strip()
@@ -248,22 +264,18 @@ class IsolatedLauncher(Launcher):
         from backprop_ninja.grade.sandbox import Box, ask_for_socket
         from backprop_ninja.sandboxed.wire import encode_frame
 
-        if self.unisolated is None and self.fallback:
-            try:
-                self.wait_ready()
-            except IsolationUnavailable as error:
-                self.unisolated = _unisolated_for_self_study(str(error))
-                self.isolated, self.description = False, self.unisolated.description
-        if self.unisolated is not None:
-            return self.unisolated.open_box(replays, meta, limits)
-        self.wait_ready()
-        names = [list(values) for values in replays]
-        arrays = [t.detach().contiguous().numpy() for values in replays for t in values.values()]
-        request = {"op": "box", "replays": names, "meta": meta, "limits": dataclasses.asdict(limits),
-                   "tmp_bytes": TMP_BYTES}
-        _, control = ask_for_socket(self.channel, encode_frame(request, arrays), "open a sandbox",
-                                    lambda: f"; {self._stderr()}")
-        return Box(control)
+        self.settle()
+        with self.channel_lock:
+            if self.unisolated is not None:
+                return self.unisolated.open_box(replays, meta, limits)
+            self.wait_ready()
+            names = [list(values) for values in replays]
+            arrays = [t.detach().contiguous().numpy() for values in replays for t in values.values()]
+            request = {"op": "box", "replays": names, "meta": meta, "limits": dataclasses.asdict(limits),
+                       "tmp_bytes": TMP_BYTES}
+            _, control = ask_for_socket(self.channel, encode_frame(request, arrays), "open a sandbox",
+                                        lambda: f"; {self._stderr()}")
+            return Box(control)
 
     def close(self) -> None:
         self.channel.close()  # the host sees EOF and exits; bwrap then ends everything inside

@@ -204,6 +204,8 @@ class Watch:
         table = processes()
         self.me = os.getpid()
         self.before = {(p.pid, p.start) for p in descendants(self.me, table)}
+        # sandboxes this test process had already (an in-process grading's shared launcher) are not the run's
+        self.sandboxed_before = {(p.pid, p.start) for p in table.values() if p.uid == sandbox_uid()}
         self.files = list(files)
         _set_subreaper(True)
 
@@ -219,7 +221,7 @@ class Watch:
         token. (Other people's gradings on a shared machine have sandbox processes too; those are not ours.)"""
         found = []
         for proc in table.values():
-            if proc.uid != sandbox_uid() or proc.state in ("Z", "X"):
+            if proc.uid != sandbox_uid() or proc.state in ("Z", "X") or (proc.pid, proc.start) in self.sandboxed_before:
                 continue
             parent, steps = table.get(proc.ppid), 0
             while parent is not None and steps < 256:
