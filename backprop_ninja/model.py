@@ -46,10 +46,12 @@ def build_dataset(words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def split_words(words: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """The 80/10/10 split of the notebook: shuffle with random.seed(42), then cut."""
+    """The 80/10/10 split of the notebook: shuffle as random.seed(42) then random.shuffle do, then cut.
+
+    A Random(42) of its own gives the same order without touching the global generator, which another thread
+    (the engine's canary) may be using at the same time."""
     words = list(words)
-    random.seed(42)
-    random.shuffle(words)
+    random.Random(42).shuffle(words)
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
     return words[:n1], words[n1:n2], words[n2:]
 

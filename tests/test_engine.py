@@ -423,3 +423,18 @@ def test_a_cell_cannot_kill_the_spawner_and_costs_only_its_unit(tmp_path, names_
     assert verdicts["ex1_h"].status == ERROR and "PermissionError" in verdicts["ex1_h"].message
     assert verdicts["ex1_hpreact"].status == OK
     assert verdicts["ex4_backward"].status == OK
+
+
+def test_the_split_is_the_notebooks_and_leaves_the_global_generator_alone(names_file):
+    """The canary grades in a thread beside the first grading: both may build the training set at once."""
+    import random
+
+    words = names_file.read_text().splitlines()
+    random.seed(7)
+    state = random.getstate()
+    train, _, _ = model.split_words(words)
+    assert random.getstate() == state
+    expected = list(words)
+    random.seed(42)  # what the notebook does
+    random.shuffle(expected)
+    assert train == expected[:int(0.8 * len(words))]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from backprop_ninja.grade.verdict import SubmissionResult
 
-FAST_EXIT = True  # cli.console_main may skip the interpreter's teardown: run() leaves nothing open
 EXIT_GRADED = 0
 EXIT_NOT_GRADED = 2
 EXIT_CANNOT_GRADE = 4
@@ -39,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 
     add_batch_arguments(parser)
+
+
+def fast_exit_ok(args: argparse.Namespace) -> bool:
+    """One notebook: run() leaves nothing open, so cli.console_main may skip the interpreter's teardown."""
+    from backprop_ninja import batch
+
+    return not batch.is_batch_input(args.notebook)
 
 
 def grade_one(path: str | Path, out_dir: str | Path | None = None, **limits) -> SubmissionResult:
