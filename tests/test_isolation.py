@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from backprop_ninja.grade import engine, isolation, sandbox
 from backprop_ninja.grade.sandbox import WorkerFailure
+from processes import descendants, process, processes
 
 LIMITS = sandbox.Limits(memory_bytes=6 << 30, cpu_seconds=60)
 KIT = Path(engine.__file__).resolve().parents[2]
@@ -168,28 +168,14 @@ def test_each_box_has_a_private_capped_tmp_that_the_next_box_never_sees(launcher
     assert not Path("/dev/shm/left-behind").exists() and not Path("/tmp/left-behind").exists()
 
 
-def descendants(pid: int) -> set[int]:
-    """PIDs whose parent chain reaches `pid`, from /proc (the host sees every namespace's processes)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
+def descendant_pids(pid: int) -> set[int]:
+    """PIDs whose parent chain reaches `pid` (the host sees every namespace's processes)."""
+    return {proc.pid for proc in descendants(pid, processes())}
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+    proc = process(pid)
+    return proc is not None and proc.state not in ("Z", "X")
 
 
 @pytest.mark.isolation
@@ -201,14 +187,14 @@ def test_nothing_outlives_a_box_or_the_launcher(replay_values):
                   "source": "import time\nwhile True:\n    time.sleep(1)", "upstream": [[]], "new": [[]]}
         with pytest.raises(WorkerFailure):
             worker.request(header, [], time.monotonic() + 1.0)
-        during = descendants(own.process.pid)
+        during = descendant_pids(own.process.pid)
         box.close()
         for _ in range(100):
-            if len({pid for pid in descendants(own.process.pid) if alive(pid)}) < len(during):
+            if len({pid for pid in descendant_pids(own.process.pid) if alive(pid)}) < len(during):
                 break
             time.sleep(0.05)
-        assert len({pid for pid in descendants(own.process.pid) if alive(pid)}) < len(during)  # the box is gone
-        everything = descendants(own.process.pid) | {own.process.pid}
+        assert len({pid for pid in descendant_pids(own.process.pid) if alive(pid)}) < len(during)  # the box is gone
+        everything = descendant_pids(own.process.pid) | {own.process.pid}
     for _ in range(100):
         if not any(alive(pid) for pid in everything):
             break

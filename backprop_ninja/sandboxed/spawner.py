@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 
 from . import confine
+from .wire import recv_exactly
 
 PID = struct.Struct(">q")
 
@@ -47,7 +48,7 @@ def spawner_loop(control: socket.socket, serve, limits: WorkerLimits, workdir: s
             socket.send_fds(control, [str(pid).encode()], [grader_end.fileno()])
             grader_end.close()
         elif command == b"K":
-            raw = _recv_exactly(control, PID.size)
+            raw = recv_exactly(control, PID.size)
             if raw is None:
                 break
             pid = PID.unpack(raw)[0]
@@ -125,16 +126,6 @@ def _reap(workers: set[int]) -> None:
         if pid == 0:
             return
         workers.discard(pid)
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 def silence_stdio() -> None:

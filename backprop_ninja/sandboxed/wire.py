@@ -53,18 +53,19 @@ def decode_frame(head: bytes, payload: bytes) -> tuple[dict, list[np.ndarray]]:
 
 def read_frame_blocking(sock: socket.socket) -> tuple[dict, list[np.ndarray]] | None:
     """The worker's side: wait for the grader's next frame (trusted); None when the grader is gone."""
-    prefix = _recv_exactly(sock, PREFIX.size)
+    prefix = recv_exactly(sock, PREFIX.size)
     if prefix is None:
         return None
     head_len, payload_len = PREFIX.unpack(prefix)
-    head = _recv_exactly(sock, head_len)
-    payload = _recv_exactly(sock, payload_len)
+    head = recv_exactly(sock, head_len)
+    payload = recv_exactly(sock, payload_len)
     if head is None or payload is None:
         return None
     return decode_frame(head, payload)
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+def recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """Exactly `size` bytes from a blocking socket, or None once the other end hangs up."""
     chunks, remaining = [], size
     while remaining:
         chunk = sock.recv(min(remaining, 1 << 20))
