@@ -58,6 +58,9 @@ c.Autograde.autograde_preprocessors = [EngineVerdicts, SandboxedExecute, ScoreOn
 # "required": autograde fails, naming the fix, where bubblewrap cannot sandbox student code. "off" (or
 # BACKPROP_NINJA_NO_ISOLATION=1) grades without the sandbox, and every test cell says so.
 c.EngineVerdicts.isolation = "required"
+# An Exercise 1 answer right by luck (it skips its local rule and only matches because a gradient is exactly 0, as
+# the rule probe shows) keeps its points by default, with a note; True gives it 0 points (docs/grader.md).
+c.EngineVerdicts.strict_rules = False
 
 # Deleted or metadata-stripped test cells are put back from the gradebook and graded, instead of scoring 0 quietly.
 c.OverwriteCells.add_missing_cells = True

@@ -39,7 +39,7 @@ TUTOR_CELL = "tutor"  # the grade_id of the cell that build_source_notebook fill
 def build_source_notebook(root: Path = REPO, with_hints: bool = True) -> Path:
     """Convert the text source to nbgrader's source notebook, deterministically, filling the tutor cell from the
     units table (with_hints=False: a course without the hint ladder; hint() then says so)."""
-    from backprop_ninja import tutor
+    from backprop_ninja import notebook_diagnoses, tutor
 
     nb = jupytext.read(text_source(root), fmt="py:percent")
     nb.metadata.pop("jupytext", None)
@@ -52,6 +52,8 @@ def build_source_notebook(root: Path = REPO, with_hints: bool = True) -> Path:
             cell.outputs, cell.execution_count = [], None
         if cell["id"] == TUTOR_CELL:
             cell.source = tutor.notebook_code(with_hints=with_hints)
+        if cell["id"] == notebook_diagnoses.CELL:
+            cell.source = notebook_diagnoses.notebook_code()
     out = notebook_path(root, "source")
     nbformat.validate(nb)
     out.write_text(nbformat.writes(nb) + "\n")

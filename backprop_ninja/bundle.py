@@ -21,6 +21,8 @@ TEMPLATES = PACKAGE_DIR / "gradescope_bundle"
 EXECUTABLES = ("setup.sh", "run_autograder")
 NOTEBOOK_NAME = "backprop_ninja.ipynb"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same source gives the same zip
+# The grading policy chosen when the bundle was built (`--strict-rules`), read back by autograde.
+POLICY_FILE = PACKAGE_DIR / "gradescope_policy.json"
 
 
 def runtime_requirements(repo: Path = REPO) -> str:
@@ -41,7 +43,7 @@ def _name(requirement: str) -> str:
     return requirement.strip().lower().replace("_", "-")
 
 
-def build_gradescope_zip(out_dir: Path, repo: Path = REPO) -> Path:
+def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = False) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "autograder.zip"
@@ -51,8 +53,10 @@ def build_gradescope_zip(out_dir: Path, repo: Path = REPO) -> Path:
     entries.append(("requirements.txt", runtime_requirements(repo).encode(), False))
     entries.append(("pyproject.toml", (repo / "pyproject.toml").read_bytes(), False))
     for path in sorted(PACKAGE_DIR.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and path != POLICY_FILE:
             entries.append((path.relative_to(repo).as_posix(), path.read_bytes(), False))
+    policy = json.dumps({"strict_rules": bool(strict_rules)}) + "\n"
+    entries.append((POLICY_FILE.relative_to(repo).as_posix(), policy.encode(), False))
     temp = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, content, executable in entries:
@@ -100,8 +104,16 @@ def _grade_isolated(notebook: Path) -> dict:
     with isolation.start(isolation.REQUIRED) as launcher:  # leaving it ends every process that ran student code
         from backprop_ninja.grade.engine import grade_notebook
 
-        result = grade_notebook(notebook, launcher=launcher)
+        result = grade_notebook(notebook, launcher=launcher, strict_rules=_strict_rules())
     return to_gradescope(result)
+
+
+def _strict_rules() -> bool:
+    """The bundle's rule policy (POLICY_FILE); lenient when the file is absent (a bundle built before it existed)."""
+    try:
+        return bool(json.loads(POLICY_FILE.read_text(encoding="utf-8")).get("strict_rules", False))
+    except FileNotFoundError:
+        return False
 
 
 def validate_results(data: dict) -> None:
@@ -151,11 +163,13 @@ def _units_or_none() -> list:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=["gradescope"], help="the platform to bundle for")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write autograder.zip")
+    parser.add_argument("--strict-rules", action="store_true",
+                        help="Exercise 1 answers right by luck earn no points (default: they keep them, with a note)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = build_gradescope_zip(args.out)
+        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules)
     except (OSError, ValueError) as error:
         print(f"bundle: {error}", file=sys.stderr)
         return 1

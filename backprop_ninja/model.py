@@ -21,6 +21,20 @@ BN_EPS = 1e-5
 
 PARAMETER_NAMES = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
 
+# How a replay's inputs are made (see replay_values): as drawn, with the stress conditions of
+# stress_parameters, as drawn but in float64 (the student's code then runs in float64 too), or both: the
+# stress conditions in float64 (what the grader replays, engine.SPECIAL_REPLAYS).
+PLAIN, STRESS, FLOAT64, STRESS64 = "plain", "stress", "float64", "stress64"
+VARIANTS = (PLAIN, STRESS, FLOAT64, STRESS64)
+STRESSED = frozenset({STRESS, STRESS64})   # variants with the conditions of stress_parameters
+IN_FLOAT64 = frozenset({FLOAT64, STRESS64})  # variants whose values the student gets in float64
+# The stress replay's conditions (stress_parameters): the batchnorm column with a tiny variance (a tenth
+# of BN_EPS), the two logits columns that tie, and the size the logits are stretched to.
+TINY_VARIANCE_COLUMN = 7
+TINY_VARIANCE = 0.1 * BN_EPS
+TIE_COLUMNS = (1, 5)
+LARGE_LOGITS_STD = 4.0  # 6 leaves a margin of x4 under ATOL for correct float32 answers, 4 the x6 of the others
+
 # The forward pass of Exercise 1, one named intermediate per line, in execution order.
 INTERMEDIATES = (
     "emb", "embcat", "hprebn", "bnmeani", "bndiff", "bndiff2", "bnvar", "bnvar_inv", "bnraw",
@@ -116,22 +130,92 @@ def reference_gradients(params: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.
 
 @dataclass
 class Replay:
-    """One set of inputs on which a submission is replayed: the float32 tensors a student sees and
-    autograd's float64 gradients for them."""
+    """One set of inputs on which a submission is replayed: the tensors a student sees (float32, or float64
+    for the IN_FLOAT64 variants) and autograd's float64 gradients for them."""
 
     seed: int
     n: int
     values: dict[str, torch.Tensor]     # parameters, Xb, Yb and intermediates (float32, no grad)
     values64: dict[str, torch.Tensor]   # the same in float64, for diagnostics
     grads: dict[str, torch.Tensor]      # reference gradients, float64
+    variant: str = PLAIN                # one of VARIANTS
 
 
-def replay_values(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN):
-    """The float32 values a student sees and their float64 twins, for one seed and batch size (no gradients:
-    safe to hold in a process that will run student code)."""
+def stress_parameters(params: list[torch.Tensor], Xb: torch.Tensor) -> list[torch.Tensor]:
+    """The drawn parameters, changed (deterministically, in place of copies) so that near-misses show.
+
+    - Tiny variance: column TINY_VARIANCE_COLUMN of W1 and b1 is scaled so that the column of hprebn has
+      variance TINY_VARIANCE over the batch, a tenth of BN_EPS (a dead unit). There, a `dbnvar` or a
+      `bnvar_inv` written without the `+ 1e-5` is off by a factor of about 36, while elsewhere it is off by a
+      few parts in a million, inside the float32 tolerance. W1 and b1 are scaled together so the column keeps
+      its float32 precision (a large b1 on a tiny spread would round the spread away).
+    - Large logits: W2 and b2 are scaled so the logits have a standard deviation of LARGE_LOGITS_STD: each
+      row's softmax is then peaked (its largest probability near 1, the smallest down to about 1e-11, still
+      far from float32's limits, and no logit is near exp's overflow: a softmax without the max subtracted
+      stays right). An answer off by a relative 5e-3 in the probabilities, often hidden at the lecture's small
+      logits, is then off by up to 5e-3 / n at the peak.
+    - Ties: the W2 columns TIE_COLUMNS are set to zero and their b2 entries to one value, the midpoint of two
+      middle row maxima of the other columns. So those two logits equal each other exactly (in float32 and in
+      float64, whatever the order of the matmul's sums), and in about half of the rows they are the row's
+      maximum, twice. Autograd sends the gradient of `logits.max(1).values` to the first of them (the index
+      `max` and `argmax` return), and so does the table's share (units.py).
+    """
+    C, W1, b1, W2, b2, bngain, bnbias = (p.clone() for p in params)
+    n = Xb.shape[0]
+    embcat = C[Xb].view(n, -1).double()
+    j = TINY_VARIANCE_COLUMN
+    spread = (embcat @ W1[:, j].double()).var()  # Bessel's correction, as the forward pass has it
+    shrink = float((TINY_VARIANCE / spread) ** 0.5)
+    W1[:, j] *= shrink
+    b1[j] *= shrink
+    h = torch.tanh(_hpreact_of(embcat, [p.double() for p in (W1, b1, bngain, bnbias)]))
+    stretch = LARGE_LOGITS_STD / float((h @ W2.double() + b2.double()).std())
+    W2 *= stretch
+    b2 *= stretch
+    first, second = TIE_COLUMNS
+    W2[:, first] = W2[:, second] = 0.0
+    others = [c for c in range(W2.shape[1]) if c not in TIE_COLUMNS]
+    row_maxes = (h @ W2.double() + b2.double())[:, others].max(1).values
+    b2[first] = b2[second] = _value_between_row_maxes(row_maxes)
+    return [C, W1, b1, W2, b2, bngain, bnbias]
+
+
+def _value_between_row_maxes(row_maxes: torch.Tensor) -> float:
+    """A value above the maxima of about a quarter to three quarters of the rows, far from every one of them.
+
+    The midpoint of the widest gap between consecutive distinct maxima in the middle half: a batch often holds
+    the same context twice (equal rows), and a value close to some row's maximum could fall on either side of
+    it in float32 and in float64, so the student and autograd would not see the same argmax."""
+    ordered = row_maxes.sort().values
+    n = len(ordered)
+    pairs = [(float(ordered[i] - ordered[i - 1]), i) for i in range(max(1, n // 4), max(2, 3 * n // 4 + 1))]
+    _, i = max(pairs)
+    return float(ordered[i - 1] + ordered[i]) / 2
+
+
+def _hpreact_of(embcat: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """hpreact for the given embcat and (W1, b1, bngain, bnbias), as forward computes it."""
+    W1, b1, bngain, bnbias = params
+    hprebn = embcat @ W1 + b1
+    bndiff = hprebn - hprebn.mean(0, keepdim=True)
+    bnvar = bndiff.pow(2).sum(0, keepdim=True) / (hprebn.shape[0] - 1)
+    return bngain * bndiff * (bnvar + BN_EPS) ** -0.5 + bnbias
+
+
+def replay_values(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN,
+                  variant: str = PLAIN):
+    """The values a student sees and their float64 twins, for one seed, batch size and variant (no gradients:
+    safe to hold in a process that will run student code). A student sees float32 values, except on the
+    IN_FLOAT64 variants, where both are float64."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown replay variant {variant!r}")
     g = torch.Generator().manual_seed(seed)
     params = init_parameters(g, n_hidden)
     Xb, Yb = sample_batch(X, Y, g, n)
+    if variant in STRESSED:
+        params = stress_parameters(params, Xb)  # from the float32 draw: the same numbers in both dtypes
+    if variant in IN_FLOAT64:
+        params = [p.double() for p in params]
     params64 = [p.double() for p in params]
     with torch.no_grad():
         values, values64 = forward(params, Xb, Yb), forward(params64, Xb, Yb)
@@ -141,7 +225,8 @@ def replay_values(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden:
     return values, values64
 
 
-def make_replay(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN) -> Replay:
-    values, values64 = replay_values(X, Y, seed, n, n_hidden)
+def make_replay(X: torch.Tensor, Y: torch.Tensor, seed: int, n: int, n_hidden: int = N_HIDDEN,
+                variant: str = PLAIN) -> Replay:
+    values, values64 = replay_values(X, Y, seed, n, n_hidden, variant)
     params = [values[name] for name in PARAMETER_NAMES]
-    return Replay(seed, n, values, values64, reference_gradients(params, values["Xb"], values["Yb"]))
+    return Replay(seed, n, values, values64, reference_gradients(params, values["Xb"], values["Yb"]), variant)

@@ -25,7 +25,7 @@ import nbformat
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader.utils import is_grade
-from traitlets import Enum
+from traitlets import Bool, Enum
 
 from backprop_ninja.grade import isolation
 from backprop_ninja.grade.isolation import OFF, REQUIRED
@@ -115,6 +115,11 @@ class EngineVerdicts(NbGraderPreprocessor):
         f"nbgrader's user and every test cell says 'graded without isolation'. {NO_ISOLATION_VAR}=1 also turns "
         "it off.")).tag(config=True)
 
+    strict_rules = Bool(False, help=(
+        "False (the default): an Exercise 1 answer that is right by luck (it skips its local rule and only matches "
+        "because a gradient is exactly 0, as the grader's rule probe shows) keeps its points, and its test cell says "
+        "why the value matched. True: it earns no points.")).tag(config=True)
+
     def isolation_choice(self) -> tuple[str, str]:
         """(mode, why it is off)."""
         if os.environ.get(NO_ISOLATION_VAR, "") not in ("", "0"):
@@ -132,12 +137,12 @@ class EngineVerdicts(NbGraderPreprocessor):
             with tempfile.TemporaryDirectory(prefix="backprop-ninja-submission-") as folder:
                 path = Path(folder) / "submission.ipynb"
                 path.write_text(nbformat.writes(nb))
-                result = engine.grade_notebook(path, launcher=launcher)
+                result = engine.grade_notebook(path, launcher=launcher, strict_rules=self.strict_rules)
         except isolation.IsolationUnavailable as error:
             raise isolation.IsolationUnavailable(f"{error} In nbgrader: {GRADING_FIX}.") from None
         resources[STATE_KEY] = GradedSubmission(result, launcher.isolated, unisolated_because)
-        self.log.info("graded by the grader before execution: %g/%g points (%s)", result.score, result.max_score,
-                      result.isolation)
+        self.log.info("graded by the grader before execution: %g/%g points (%s; %s rules)", result.score,
+                      result.max_score, result.isolation, result.rules)
         return nb, resources
 
 

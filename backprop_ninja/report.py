@@ -44,6 +44,7 @@ MISTAKE_CLASSES = (
     ("autograd",     "used autograd",                                     ("uses_autograd",), ()),
     ("timeout",      "ran out of time",                                   ("timeout",),    ()),
     ("crashed",      "crashed the grader's process",                      ("crashed",),    ()),
+    ("luck",         "were right only by luck (strict rule policy)",      ("right_by_luck",), ()),
 )
 PHRASES = {label: phrase for label, phrase, _, _ in MISTAKE_CLASSES}
 PHRASES[NOT_GRADED_CLASS] = "could not be graded at all"

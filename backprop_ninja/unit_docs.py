@@ -1,7 +1,7 @@
 """docs/units.md, written from the unit table: `python -m backprop_ninja.unit_docs` (a test checks it is current)."""
 from __future__ import annotations
 
-from backprop_ninja import units
+from backprop_ninja import diagnose, units
 from backprop_ninja.assign import REPO
 
 DOC = REPO / "docs" / "units.md"
@@ -27,6 +27,11 @@ def render() -> str:
     lines += ["", "Every answer cell is also scanned for autograd: "
               + ", ".join(f"`.{a}`" for a in units.AUTOGRAD_ATTRIBUTES) + ", "
               + ", ".join(f"`{m}`" for m in units.AUTOGRAD_MODULES) + "."]
+    lines += ["", "## Mistake classes", "",
+              "How the grader and the notebook's `check` name a wrong gradient (`backprop_ninja/diagnose.py`, "
+              "copied into the notebook's `diagnoses` cell by `assign`). The shape classes apply when the shape "
+              "differs; otherwise the first class that fits wins, in this order.", "", "| class | meaning |", "|---|---|"]
+    lines += [f"| `{kind}` | {meaning} |" for kind, meaning in diagnose.MISTAKES.items()]
     lines += ["", "## Hints: the local derivative of each use", "",
               "The second rung of the hint ladder, written beside each share in the table: for every "
               "line that uses the variable, its local derivative in words and in math. *Broadcast* marks "

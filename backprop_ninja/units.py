@@ -41,6 +41,14 @@ class Unit:
     # the variable's shape as the student sees it, n being the batch size: "(n, 27)", "(1, 64)",
     # "(27,)"; "" for Exercise 4. SHAPES below adds the loss, "()".
     shape: str = ""
+    # For a one-go exercise, the lines its gradient also flows through on the way from the loss: the diagnosis
+    # splits the gradient into one path per line (autograd's share through it) plus the direct rest, to say which
+    # path is missing or off (diagnose.py).
+    paths: tuple[str, ...] = ()
+    # Why this gradient is exactly 0 on every input ("" when it is not): an answer that skips its rule, flips its
+    # sign or writes zeros, and a branch that leaves it out as an upstream, still match the reference. The rule
+    # probe (grade/probe.py) catches such answers and explains them with this sentence.
+    zero_because: str = ""
 
     @property
     def grade_id(self) -> str:
@@ -64,13 +72,13 @@ def _one_hot(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.one_hot(index, num_classes=like.shape[1]).to(like.dtype)
 
 
-def _unit(var, forward, points=1, exercise=1, forbidden=(), tags=(), *, shape, hints, broadcast=None,
-          **shares) -> Unit:
+def _unit(var, forward, points=1, exercise=1, forbidden=(), tags=(), *, shape, hints, broadcast=None, paths=(),
+          zero_because="", **shares) -> Unit:
     broadcast = dict(broadcast or {})
     if set(hints) != set(shares) or not set(broadcast) <= set(shares):
         raise ValueError(f"{var}: hints must name exactly the consumers {sorted(shares)}, broadcast a subset")
     return Unit(var, exercise, forward, shares, points, tuple(forbidden), frozenset(tags),
-                dict(hints), broadcast, shape)
+                dict(hints), broadcast, shape, tuple(paths), zero_because)
 
 
 # Exercise 1, in the order the student meets them: from the loss back to the embedding table.
@@ -134,7 +142,8 @@ EXERCISE_1 = (
               "used 27 times: its gradient is minus the sum of dnorm_logits over dim 1, keeping (n, 1). "
               "Expect values very close to zero: shifting a row of logits by a constant does not change "
               "the probabilities, so it cannot change the loss.")),
-          broadcast=dict(norm_logits="dim 1")),
+          broadcast=dict(norm_logits="dim 1"),
+          zero_because="softmax ignores a shift of a row, so the row's maximum cannot change the loss"),
     _unit("logits", "logits = h @ W2 + b2", tags=("argmax",), shape="(n, 27)",
           norm_logits=lambda v: v.dnorm_logits.clone(),
           logit_maxes=lambda v: _one_hot(v.logits.argmax(1), v.logits) * v.dlogit_maxes,
@@ -260,14 +269,16 @@ EXERCISE_1 = (
               "dhprebn over dim 0 to get shape (64,). Expect numbers very close to zero: batchnorm "
               "subtracts the batch mean right afterwards, which cancels any constant added to a "
               "column, so b1 cannot change the loss. That is correct, not a bug.")),
-          broadcast=dict(hprebn="dim 0")),
+          broadcast=dict(hprebn="dim 0"),
+          zero_because="batchnorm subtracts the column mean right after, which cancels any constant added to a "
+                       "column"),
     _unit("emb", "emb = C[Xb]", shape="(n, 3, 10)",
           embcat=lambda v: v.dembcat.view(v.emb.shape),
           hints=dict(embcat=(
               "embcat only rearranges emb: the three 10-number embeddings of each example are laid side "
               "by side as 30 numbers. No arithmetic happens, every entry is copied once, so the local "
               "derivative is 1: give dembcat, shape (n, 30), back the shape of emb, (n, 3, 10)."))),
-    _unit("C", "parameter", shape="(27, 10)",
+    _unit("C", "parameter", shape="(27, 10)", tags=("lookup",),
           emb=lambda v: torch.zeros_like(v.C).index_add_(0, v.Xb.reshape(-1), v.demb.reshape(-1, v.C.shape[1])),
           hints=dict(emb=(
               "emb looks rows up in C: position (i, k) of emb is a copy of the row of C for character "
@@ -297,7 +308,7 @@ EXERCISE_2 = _unit("logits", "logits = h @ W2 + b2", points=2, exercise=2, tags=
                        "the predicted probabilities, with 1 taken away at the correct class. Do that "
                        "for every row, then divide by n, because the loss is a mean over the batch.")))
 EXERCISE_3 = _unit("hprebn", "hprebn = embcat @ W1 + b1",
-                   points=2, exercise=3, tags=("bessel",),
+                   points=2, exercise=3, tags=("bessel",), paths=("bnmeani", "bnvar"),
                    forbidden=("batch_norm", "BatchNorm1d", "layer_norm", "instance_norm"),
                    shape="(n, 64)",
                    hpreact=_batchnorm_backward,
@@ -329,3 +340,24 @@ EX4_RETURNS = ("dC", "dW1", "db1", "dW2", "db2", "dbngain", "dbnbias")
 AUTOGRAD_ATTRIBUTES = ("grad", "backward", "retain_grad", "retain_grads", "requires_grad",
                        "requires_grad_", "grad_fn")
 AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
+
+
+def diagnostic_table() -> dict[str, dict]:
+    """Per variable, what the diagnosis of a wrong gradient uses (diagnose.py), the same for the grader and for the
+    notebook's check (which gets it as a literal): the lines that use the variable, the paths of a one-go exercise,
+    whether n-1 is Bessel's correction there, whether an argmax is on the way, whether its rows are looked up by
+    index (Xb), and its shape. A variable graded twice (logits,
+    hprebn) merges its rows."""
+    table: dict[str, dict] = {}
+    for unit in UNITS:
+        if not unit.var:
+            continue
+        row = table.setdefault(unit.var, {"consumers": [], "paths": [], "bessel": False, "argmax": False,
+                                          "lookup": False, "shape": unit.shape})
+        if unit.exercise == 1:
+            row["consumers"] = list(unit.consumers)
+        row["paths"] += [p for p in unit.paths if p not in row["paths"]]
+        row["bessel"] = row["bessel"] or "bessel" in unit.tags
+        row["argmax"] = row["argmax"] or "argmax" in unit.tags
+        row["lookup"] = row["lookup"] or "lookup" in unit.tags  # rows looked up by Xb: repeats accumulate
+    return table

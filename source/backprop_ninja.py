@@ -129,8 +129,10 @@ print("vocabulary:", vocab_size, "| train", tuple(Xtr.shape), "| val", tuple(Xde
 # ## Three helpers
 #
 # `check("probs")` compares your `dprobs` with autograd's `probs.grad`, prints one line, and stops with a one-line
-# message if they disagree (nbgrader's Validate button stops on the same messages). `approximate: True` is what
-# counts; `exact` only says whether every bit agrees. If your answer *is* autograd's (`probs.grad`, or a view of it),
+# message if they disagree (nbgrader's Validate button stops on the same messages). The message names the likely
+# mistake the way the grader does: a shape problem (a dropped `keepdim`, a transpose, a broadcast not summed), a sign,
+# a factor such as $n$ or $\frac{n}{n-1}$, a missing branch of a variable used twice, or where the values are off.
+# `approximate: True` is what counts; `exact` only says whether every bit agrees. If your answer *is* autograd's (`probs.grad`, or a view of it),
 # `check` says so: the point is to derive it by hand. `progress()` prints where you stand on every gradient and never
 # stops anything.
 #
@@ -194,19 +196,89 @@ def _compare(name):
         return "not yet", "is not defined yet"
     if not isinstance(answer, torch.Tensor):
         return "wrong", f"is a {type(answer).__name__}, but it should be a tensor"
+    if _grad(name) is None:
+        return "wrong", (f"cannot be checked: {name} is no longer the tensor of the forward pass (was it assigned "
+                         f"again?); run the forward pass cell again, then this one")
     expected = target.grad
     if answer.shape != expected.shape:
         return "wrong", f"has shape {tuple(answer.shape)}, but {name} has shape {tuple(expected.shape)}"
+    if not answer.is_floating_point():
+        return "wrong", f"holds {answer.dtype} numbers; a gradient holds floats"
     source = _autograds_own(answer)
     if source is not None:
         return "wrong", f"is autograd's own answer ({source}.grad); derive it by hand"
     answer = answer.detach().to(expected.dtype)
     exact = torch.equal(answer, expected)
-    # the floor lets near-zero gradients (db1, dlogit_maxes) through: they are float32 rounding noise
-    close = torch.allclose(answer, expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item() + 5e-8)
+    # The grader's rule: off by at most ATOL times the largest gradient involved (this one and those it is made
+    # from), since that is the size of float32 rounding, even for gradients that are ~0 (db1, dlogit_maxes).
+    close = bool(((answer - expected).abs() <= ATOL * _scale(name)).all())
     maxdiff = (answer - expected).abs().max().item()
     detail = f"exact: {str(exact):5s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}"
     return ("done" if close else "wrong"), detail
+
+
+def _grad(name):
+    """autograd's gradient of the forward pass's tensor <name>, or None (not run yet, or the name was reused)."""
+    tensor = globals().get(name)
+    if isinstance(tensor, torch.Tensor) and (tensor.is_leaf or tensor.retains_grad):
+        return tensor.grad
+    return None
+
+
+def _upstream(name):
+    """The tensors that use <name> (the lines after it), with their autograd gradients: consumer -> (tensor, grad)."""
+    found = {}
+    for c in _DIAGNOSTICS.get(name, {}).get("consumers", []):
+        if c == "loss" and isinstance(globals().get(c), torch.Tensor):
+            found[c] = (globals()[c], torch.ones(()))
+        elif _grad(c) is not None:
+            found[c] = (globals()[c], _grad(c).clone())
+    return found
+
+
+def _scale(name):
+    sizes = [_grad(name).abs().max().item()] + [g.abs().max().item() for _, g in _upstream(name).values()]
+    return max(sizes)
+
+
+def _diagnosis(name):
+    """The likely mistake in d<name>, named by the grader's own code (the diagnoses cell below), from what autograd
+    knows: the share of each line that uses <name>, and more. None if d<name> is right or not a tensor."""
+    answer, x = globals().get("d" + name), globals()[name]
+    if not isinstance(answer, torch.Tensor) or name not in _DIAGNOSTICS:
+        return None
+    row, reference = _DIAGNOSTICS[name], x.grad.double().numpy()
+
+    def share(output, upstream):  # autograd's gradient of x through `output` alone
+        return torch.autograd.grad(output, x, upstream, retain_graph=True)[0].double().numpy()
+
+    upstream = _upstream(name)
+    # autograd.grad also adds into the .grad of every intermediate it passes that retains its gradient: put them back
+    kept = {v: _grad(v).clone() for v in EX1_VARIABLES if _grad(v) is not None}
+    try:
+        shares = {c: share(t, g) for c, (t, g) in upstream.items()}
+        swaps = {c: share(t, t.detach()) + sum(shares[o] for o in shares if o != c)
+                 for c, (t, _) in upstream.items() if c != "loss"}
+        paths = {p: share(globals()[p], globals()[p].grad.clone()) for p in row["paths"]}
+    finally:
+        for v, grad in kept.items():
+            globals()[v].grad = grad
+    if paths:
+        paths["direct"] = reference - sum(paths.values())
+    others = {v: _grad(v).double().numpy() for v in EX1_VARIABLES
+              if v != name and _grad(v) is not None and _grad(v).shape == x.grad.shape}
+    targets = F.one_hot(Yb, 27).bool().numpy() if row["shape"] == "(n, 27)" else None
+    argmax = F.one_hot(logits.argmax(1), 27).bool().numpy() if row["argmax"] else None
+    repeated = None
+    if row["lookup"]:  # rows of a table looked up by Xb: those of characters used more than once accumulate
+        uses = torch.bincount(Xb.view(-1), minlength=x.shape[0])
+        repeated = (uses > 1)[:, None].expand(x.shape).numpy()
+    clues = Clues(n=n, scale=_scale(name), bessel=row["bessel"], shares=shares, paths=paths, forward_swaps=swaps,
+                  others=others, argmax=argmax, targets=targets, repeated=repeated)
+    mine = answer.detach().double().numpy()
+    if mine.shape != reference.shape:
+        return diagnose_shape(mine, reference, clues)
+    return diagnose_values(mine, reference, clues, name)
 
 
 def _line(name, detail):
@@ -226,13 +298,22 @@ def check(name):
     if status == "done" or GRADING:
         return
     if status == "not yet":
-        message = (f"d{name} is not defined yet: answer its cell above (in place of `raise NotImplementedError()`), "
-                   f"run that cell, then run this one again.")
-    elif detail.startswith("exact:"):
-        message = (f"d{name} does not match autograd yet ({detail.split('| ')[-1]}). If an earlier gradient is "
-                   f"also off, fix that one first: each step builds on the ones before it.")
-    else:
+        raise CheckFailed(f"d{name} is not defined yet: answer its cell above (in place of `raise "
+                          f"NotImplementedError()`), run that cell, then run this one again.")
+    found = None
+    if detail.startswith(("exact:", "has shape")):  # the values or the shape are off: name the likely mistake
+        try:
+            found = _diagnosis(name)
+        except Exception:  # naming the mistake is a bonus: never let it hide the failure itself
+            found = None
+    if found is None and detail.startswith("exact:"):
+        message = f"d{name} does not match autograd yet ({detail.split('| ')[-1]})."
+    elif found is None:
         message = f"d{name} {detail}."
+    else:
+        message = f"d{name} is off: {found.message}."
+    if detail.startswith("exact:") or found is not None:
+        message += " If an earlier gradient is also off, fix that one first: each step builds on the ones before it."
     raise CheckFailed(message)
 
 
@@ -276,6 +357,10 @@ def finite_difference(f, x, eps=1e-6):
 # Example: the local derivative of t**-1 is -t**-2.
 t = torch.tensor([0.5, 2.0, 4.0])
 print(finite_difference(lambda x: (x**-1).sum(), t), "vs", -t.double() ** -2)
+
+# %% nbgrader={"grade": false, "grade_id": "diagnoses", "locked": true, "schema_version": 3, "solution": false}
+# `backprop-ninja assign` fills this cell from the kit's backprop_ninja/diagnose.py and units table: how check()
+# names a likely mistake.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "tutor_md", "locked": true, "schema_version": 3, "solution": false}
 # ## When you are stuck: `hint` and `show_graph`
@@ -365,7 +450,7 @@ for p in parameters:
 for t in [logprobs, probs, counts_sum_inv, counts_sum, counts, norm_logits, logit_maxes, logits, h, hpreact,
           bnraw, bnvar_inv, bnvar, bndiff2, bndiff, bnmeani, hprebn, embcat, emb]:
     t.retain_grad()
-loss.backward()
+loss.backward(retain_graph=True)  # kept, so that check() can ask autograd for the share of each use of a variable
 print("loss", loss.item())
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "ex1_md", "locked": true, "schema_version": 3, "solution": false}
@@ -1076,17 +1161,24 @@ def backward_problems():
     with torch.no_grad():
         mine = manual_backward(params, {k: v.detach() for k, v in cache.items()})
     names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
-    problems = []
+    problems, right = [], {}
     for name, p, grad in zip(names, params, mine):
-        if not isinstance(grad, torch.Tensor) or grad.shape != p.shape:
+        right["d" + name] = False
+        if not isinstance(grad, torch.Tensor):
             problems.append(f"d{name}: expected a tensor of shape {tuple(p.shape)}")
+            continue
+        reference, clues = p.grad.double().numpy(), Clues(n=batch_size, scale=p.grad.abs().max().item())
+        if grad.shape != p.shape:
+            problems.append(f"d{name}: {diagnose_shape(grad.detach().double().numpy(), reference, clues).message}")
             continue
         maxdiff = (grad - p.grad).abs().max().item()
         close = torch.allclose(grad, p.grad, rtol=1e-4, atol=1e-6 * p.grad.abs().max().item() + 5e-8)
         print(f"{'d' + name:15s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}")
+        right["d" + name] = close
         if not close:
-            problems.append(f"d{name} differs from autograd")
-    return problems
+            problems.append(f"d{name}: {diagnose_values(grad.detach().double().numpy(), reference, clues).message}")
+    # which gradients are right tells where along the chain the first mistake is
+    return [locate_in_chain(right)] + problems if problems else []
 
 
 def check_backward():

@@ -25,6 +25,7 @@ from backprop_ninja.grade.verdict import CRASHED, ERROR, MISSING, OK, TIMEOUT, U
 class Expect:
     status: str
     words: tuple[str, ...] = ()  # each must occur in the verdict's message (case-insensitive)
+    note: tuple[str, ...] = ()   # right by luck: each must occur in the verdict's note; none means no note at all
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Submission:
 
 def wrong(*words: str) -> Expect:
     return Expect(WRONG, words)
+
+
+def by_luck(*words: str) -> Expect:
+    """Right by luck (grade/probe.py): ok with a note holding `words` by default; 0 points under --strict-rules."""
+    return Expect(OK, ("by luck",), words)
 
 
 # ---- notebook-level faults: each turns the filled notebook's JSON into the text of the file ----
@@ -146,6 +152,114 @@ def manual_backward(parameters, cache):
 EX4_W2_TRANSPOSED = EX4_USES_HELPER.replace("h.T @ dlogits", "dlogits.T @ h")
 
 
+# ---- issue 9.1: no false fails ----
+# Natural notebook habits that must not cost a point: calling the notebook's helpers in an answer cell, and
+# helpers, imports and constants written in a cell the student added. Such a cell's definitions are replayed
+# before the answers after it; its loops, prints and training are not (see backprop_ninja/grade/definitions.py).
+
+def add_cells(*cells: tuple[str, str]) -> Callable[[dict], str]:
+    """A fault that inserts code cells with no nbgrader metadata (cells the student added): (grade_id, source)
+    puts the cell just before that unit's answer cell."""
+    def fault(notebook: dict) -> str:
+        for number, (grade_id, source) in enumerate(cells):
+            index = next(i for i, c in enumerate(notebook["cells"])
+                         if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+            notebook["cells"].insert(index, {"cell_type": "code", "id": f"added-{number}", "metadata": {},
+                                             "execution_count": None, "outputs": [], "source": source})
+        return _dump(notebook)
+    return fault
+
+
+# the same helper as above, under another name, in a cell of its own
+ADDED_HELPER = HELPER_DEFINED.split("\ndlogprobs")[0].replace("unbroadcast", "sum_like") + """
+class Tanh:
+    @staticmethod
+    def local(out):
+        return 1.0 - out**2
+
+GAIN_AXIS = 0
+"""
+ADDED_IMPORTS = "import torch.nn.functional as Fn\nimport numpy as np\nfrom math import log as ln\n"
+# If any of its top-level statements ran, the unit after it would die (os._exit), stop (SystemExit), time out
+# (the endless loop) or be wrong (the replay's h and n replaced): so an ok proves that only definitions ran.
+ADDED_TRAINING = """
+import os
+lr = 0.1
+h = 1e-3                     # a step for finite differences: must not replace the replay's h
+n = 32                       # must not replace the replay's n (17 and 50 on fresh replays)
+max_steps = int(2e5)         # a call: not replayed
+print("training for", max_steps, "steps")
+def back_through_matmul(dout, W):
+    return dout @ W.T
+os._exit(3)
+raise SystemExit("stop")
+for step in range(max_steps):
+    while True:
+        pass
+lossi = train(max_steps)
+"""
+# The lecture's own comparison helper: it reads autograd's .grad, but its result is only printed.
+LECTURE_CMP = """
+def cmp(s, dt, t):
+    ex = torch.all(dt == t.grad).item()
+    app = torch.allclose(dt, t.grad)
+    maxdiff = (dt - t.grad).abs().max().item()
+    print(f'{s:15s} | exact: {str(ex):5s} | approximate: {str(app):5s} | maxdiff: {maxdiff}')
+"""
+ADDED_AUTOGRAD = """
+from torch import autograd as ag
+
+def grad_of(t):
+    loss.backward()
+    return t.grad
+
+def steal_db2():
+    global db2
+    db2 = b2.grad
+"""
+
+ISSUE_9_1: tuple[Submission, ...] = (
+    Submission("alt_calls_notebook_helpers", "alternative", {
+        "ex1_probs": "dprobs = (1.0 / probs) * dlogprobs\ncheck('probs')\nprogress()\nhint('probs')",
+        "ex1_h": "dh = dlogits @ W2.T\nshow_graph('h')\ndisplay(dh.shape)\ncheck('h')",
+        "ex2_logits": ("dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n\n"
+                       "plt.figure(figsize=(8, 8))\nplt.imshow(dlogits.detach(), cmap='gray')\ncheck('logits')"),
+    }),
+    Submission("alt_helper_in_added_cell", "alternative", {
+        "ex1_counts_sum_inv": "dcounts_sum_inv = sum_like(counts * dprobs, counts_sum_inv)",
+        "ex1_b2": "db2 = sum_like(dlogits, b2)",
+        "ex1_hpreact": "dhpreact = Tanh.local(h) * dh",
+        "ex1_bngain": "dbngain = (bnraw * dhpreact).sum(GAIN_AXIS, keepdim=True)",
+        # Exercise 4 runs in a worker of its own: the added cell's definitions are replayed there too
+        "ex4_backward": EX4_USES_HELPER.replace('softmax_minus_onehot(cache["logits"], cache["Yb"])',
+                                                "(F.softmax(cache['logits'], 1) - F.one_hot(cache['Yb'], 27)) / n")
+                                       .replace("dlogits.sum(0)", "sum_like(dlogits, b2)"),
+    }, fault=add_cells(("ex1_counts_sum_inv", ADDED_HELPER))),
+    Submission("alt_import_alias_in_added_cell", "alternative", {
+        "ex1_logprobs": "dlogprobs = -Fn.one_hot(Yb, num_classes=vocab_size).float() / n",
+        "ex1_counts_sum": "dcounts_sum = -counts_sum**-2 * dcounts_sum_inv * np.e ** ln(1.0)",
+        "ex2_logits": "dlogits = (Fn.softmax(logits, 1) - Fn.one_hot(Yb, num_classes=vocab_size)) / n",
+    }, fault=add_cells(("ex1_logprobs", ADDED_IMPORTS))),
+    Submission("alt_training_cell_not_run", "alternative",
+               {"ex1_h": "dh = back_through_matmul(dlogits, W2)"},
+               fault=add_cells(("ex1_h", ADDED_TRAINING))),
+    Submission("alt_lecture_cmp_in_added_cell", "alternative", {
+        "ex1_logprobs": ("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                         "cmp('logprobs', dlogprobs, logprobs)"),
+        "ex1_probs": "dprobs = (1.0 / probs) * dlogprobs\ncmp('probs', dprobs, probs)",
+    }, fault=add_cells(("ex1_logprobs", LECTURE_CMP))),
+    Submission("cheat_autograd_in_added_cell", "cheat", {
+        "ex1_h": "_, (dh,) = ag.functional.vjp(lambda t: t @ W2, h, dlogits)",  # `ag` from the added cell
+        "ex1_W2": "dW2 = grad_of(W2)",
+        "ex1_b2": "steal_db2()",  # a bare call of a flagged helper becomes a no-op: db2 is never defined
+    }, {
+        "ex1_h": Expect(USES_AUTOGRAD, ("torch.autograd",)),
+        "ex1_W2": Expect(USES_AUTOGRAD, ("grad_of", "a cell you added", ".backward")),
+        "ex1_b2": Expect(ERROR, ("did not define db2",)),
+    }, fault=add_cells(("ex1_h", ADDED_AUTOGRAD))),
+)
+
+
 CORPUS: tuple[Submission, ...] = (
     # ---- Exercise 1: one typical mistake per unit ----
     Submission("logprobs_sign", "mistake",
@@ -237,7 +351,7 @@ CORPUS: tuple[Submission, ...] = (
                {"ex1_emb": wrong("values differ")}),
     Submission("C_assignment_without_accumulation", "mistake",
                {"ex1_C": "dC = torch.zeros_like(C)\ndC[Xb] = demb"},
-               {"ex1_C": wrong("values differ")}),
+               {"ex1_C": wrong("appear more than once", "+=")}),
     # ---- Exercises 2, 3 and 4 ----
     Submission("ex2_mean_forgotten", "mistake",
                {"ex2_logits": "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1"},
@@ -256,6 +370,33 @@ CORPUS: tuple[Submission, ...] = (
     Submission("ex4_W2_transposed", "mistake",
                {"ex2_logits": EX2_HELPER, "ex4_backward": EX4_W2_TRANSPOSED},
                {"ex4_backward": wrong("dW2", "transposed")}),
+
+    # ---- issue 9.2/9.4: near-misses ----
+    # Off by so little that the ordinary replays may pass them: the stress replay (a batchnorm column of tiny
+    # variance, tied and large logits, run in float64 with a tolerance near float64 rounding) must fail them.
+    # Which ordinary replays still pass depends on the grading's fresh seeds, so the words are those of
+    # compare._near_miss, said either way.
+    Submission("near_bnvar_without_eps", "mistake",
+               {"ex1_bnvar": "dbnvar = -0.5 * bnvar**-1.5 * dbnvar_inv"},
+               {"ex1_bnvar": wrong("nearly right", "stress replay", "variance is tiny", "epsilon")}),
+    Submission("near_ex2_softmax_smoothed_inside_exp", "mistake",
+               # +5e-3 inside the exp of the numerator only: probabilities 0.5 % too large
+               {"ex2_logits": ("norm_logits = logits - logits.max(1, keepdim=True).values\n"
+                               "dlogits = (norm_logits + 5e-3).exp() / norm_logits.exp().sum(1, keepdim=True)\n"
+                               "dlogits[range(n), Yb] -= 1\n"
+                               "dlogits /= n")},
+               {"ex2_logits": wrong("nearly right", "float64", "inside an exp")}),
+    Submission("near_ex3_eps_dropped", "mistake",
+               {"ex3_hprebn": "dhprebn = bngain * bnvar**-0.5 / n * (n * dhpreact - dhpreact.sum(0)"
+                              " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))"},
+               {"ex3_hprebn": wrong("nearly right", "variance is tiny", "epsilon")}),
+    # float32 habits on the float64 replay: right answers, never a near-miss
+    Submission("alt_float32_habits", "alternative", {
+        "ex1_logprobs": "dlogprobs = -F.one_hot(Yb, num_classes=vocab_size).float() / n",
+        "ex1_W2": "dW2 = h.T.float() @ dlogits.float()",
+        "ex1_h": "dh = dlogits @ W2.T.float()",  # float64 @ float32 raises on the float64 replay: left out there
+        "ex2_logits": "dlogits = (F.softmax(logits, 1) - F.one_hot(Yb, 27).float()) / n",
+    }),
 
     # ---- right answers in other forms: all ok ----
     Submission("alt_one_hot_scatter_index_add", "alternative", {
@@ -285,8 +426,6 @@ CORPUS: tuple[Submission, ...] = (
         "ex1_bnvar": "dbnvar = -0.5 / (bnvar + 1e-5) ** 1.5 * dbnvar_inv",
         "ex1_hpreact": "dhpreact = (1 - torch.tanh(hpreact) ** 2) * dh",
     }),
-    Submission("alt_logit_maxes_branch_omitted", "alternative",
-               {"ex1_logits": "dlogits = dnorm_logits.clone()  # the max branch is ~0"}),
     Submission("alt_two_cell_accumulation", "alternative", {
         # the lecture's style: a cell starts the next variable's gradient, a later cell adds to it
         "ex1_counts_sum_inv": ("dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)\n"
@@ -314,6 +453,28 @@ CORPUS: tuple[Submission, ...] = (
     }),
     Submission("alt_answer_cell_retyped_to_markdown", "alternative", fault=retype_to_markdown("ex1_h")),
     Submission("alt_duplicate_cell_ids", "alternative", fault=duplicate_ids),
+    *ISSUE_9_1,  # ---- issue 9.1: no false fails (defined above) ----
+
+    # ---- issue 9.3: right by luck ----
+    # Right on every replay only because a gradient is exactly 0: the rule probe (random upstreams for the unit's
+    # consumers) tells them from right answers. Ok with a note by default, 0 points under --strict-rules.
+    Submission("luck_logits_max_branch_left_out", "mistake",
+               {"ex1_logits": "dlogits = dnorm_logits.clone()  # the max branch is ~0"},
+               {"ex1_logits": by_luck("branch through logit_maxes is missing", "dlogit_maxes is exactly 0",
+                                      "softmax ignores a shift")}),
+    Submission("luck_logit_maxes_sign_flipped", "mistake",
+               {"ex1_logit_maxes": "dlogit_maxes = dnorm_logits.sum(1, keepdim=True)"},
+               {"ex1_logit_maxes": by_luck("sign of dlogit_maxes is flipped", "dlogit_maxes is exactly 0",
+                                           "softmax ignores a shift")}),
+    Submission("luck_logit_maxes_zeros", "mistake",
+               {"ex1_logit_maxes": "dlogit_maxes = torch.zeros_like(logit_maxes)"},
+               {"ex1_logit_maxes": by_luck("written as zeros", "dlogit_maxes is exactly 0", "softmax ignores a shift")}),
+    Submission("luck_b1_zeros", "mistake",
+               {"ex1_b1": "db1 = torch.zeros(64)"},
+               {"ex1_b1": by_luck("written as zeros", "db1 is exactly 0", "batchnorm subtracts the column mean")}),
+    # reads no upstream at all, and is right on the true one: a right answer, no note
+    Submission("ex2_formula_as_ex1_dlogits", "alternative",
+               {"ex1_logits": "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n"}),
 
     # ---- cheats ----
     Submission("cheat_reads_grad", "cheat", {"ex1_W2": "dW2 = W2.grad"},

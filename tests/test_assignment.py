@@ -191,8 +191,11 @@ def test_validate_fails_a_wrong_notebook_naming_what_is_wrong(release, tmp_path,
         assert f"test_{unit}" in ids, unit
     assert "test_ex4_backward" not in ids  # his manual_backward is right
     text = "\n".join(f["raw_error"] for f in failed)
-    assert "CheckFailed: dlogprobs does not match autograd yet (maxdiff: " in text
-    assert "CheckFailed: dbnbias has shape (64,), but bnbias has shape (1, 64)." in text
+    # each names the mistake as the grader does (diagnose.py, in the notebook's diagnoses cell)
+    assert "CheckFailed: dlogprobs is off: the sign is flipped." in text
+    # (ben's earlier mistakes reach dhpreact in his notebook, so the values are off too, and the message says so)
+    assert ("CheckFailed: dbnbias is off: shape (64,) instead of (1, 64): keep the summed dimension (keepdim=True)"
+            in " ".join(text.split()))  # nbgrader wraps long lines
     assert "CheckFailed: dC is autograd's own answer (C.grad); derive it by hand." in text
     assert "Traceback" not in text
 

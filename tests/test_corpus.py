@@ -12,7 +12,7 @@ import pytest
 from backprop_ninja import units
 from backprop_ninja.export import format_table
 from backprop_ninja.grade import grade_notebook
-from backprop_ninja.grade.verdict import OK, WRONG
+from backprop_ninja.grade.verdict import OK, RIGHT_BY_LUCK, STRICT_RULES, WRONG
 from corpus import CORPUS, Submission, write_submission
 
 LIMITS = {"unit_timeout": 3.0, "total_timeout": 60.0}
@@ -55,6 +55,39 @@ def test_messages_name_the_mistake(graded, submission: Submission):
         message = verdicts[grade_id].message.lower()
         for words in expect.words:
             assert words.lower() in message, f"{grade_id}: {verdicts[grade_id].message!r} lacks {words!r}"
+
+
+def test_only_answers_right_by_luck_get_a_note(graded):
+    """The rule probe notes exactly the corpus's right-by-luck answers, with words from the table; no other verdict
+    of the corpus changes (a right answer that reads no upstream, like Exercise 2's formula, gets no note)."""
+    for submission in CORPUS:
+        verdicts = graded[submission.name].by_unit()
+        for unit in units.UNITS:
+            expect = submission.expected.get(unit.grade_id)
+            note = verdicts[unit.grade_id].note
+            if expect is None or not expect.note:
+                assert note is None, (submission.name, unit.grade_id, note)
+                continue
+            assert note and verdicts[unit.grade_id].points == unit.points, (submission.name, unit.grade_id)
+            for words in expect.note:
+                assert words.lower() in note.lower(), f"{unit.grade_id}: {note!r} lacks {words!r}"
+
+
+LUCKY = [s for s in CORPUS if any(e.note for e in s.expected.values())]
+
+
+@pytest.mark.parametrize("submission", LUCKY, ids=lambda s: s.name)
+def test_strict_rules_give_right_by_luck_no_points(tmp_path, names_file, release, solutions, submission):
+    path = write_submission(submission, tmp_path / submission.name, release, solutions)
+    result = grade_notebook(path, **LIMITS, strict_rules=True)
+    assert result.rules == STRICT_RULES
+    lucky = {gid for gid, e in submission.expected.items() if e.note}
+    for verdict in result.verdicts:
+        if verdict.unit in lucky:
+            assert (verdict.status, verdict.points, bool(verdict.note)) == (RIGHT_BY_LUCK, 0, True), verdict
+            assert "strict rule policy" in verdict.message and verdict.note in verdict.message
+        else:
+            assert verdict.status == OK, "\n" + format_table(result)
 
 
 def test_wrong_answers_earn_nothing_and_right_ones_everything(graded):

@@ -396,6 +396,43 @@ def test_replay_inputs_match_make_replay(names_file):
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), store
 
 
+@pytest.mark.parametrize("seed, n, variant", engine.SPECIAL_REPLAYS)
+def test_special_replay_inputs_match_make_replay(names_file, seed, n, variant):
+    X, Y = engine.training_set(str(names_file))
+    expected = model.make_replay(X, Y, seed, n, variant=variant)
+    replay = engine.replay_inputs(seed, n, variant)
+    engine.add_reference_gradients(replay)
+    assert replay.variant == expected.variant == variant
+    for store in ("values", "values64", "grads"):
+        mine, theirs = getattr(replay, store), getattr(expected, store)
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), store
+    student_dtype = torch.float64 if variant in model.IN_FLOAT64 else torch.float32
+    assert all(t.dtype == student_dtype for k, t in replay.values.items() if t.is_floating_point())
+
+
+def test_the_default_dtype_follows_the_replay_and_comes_back(tmp_path):
+    # float64 on the stress replay only: a cell that makes its own tensors gets the replay's dtype, and neither
+    # the next replay nor the next cell sees a default dtype that a cell set
+    path = write_submission(tmp_path / "dtype.ipynb", with_changes(
+        ex1_logprobs=("dlogprobs = torch.zeros(n, 27)\n"
+                      "assert dlogprobs.dtype == logprobs.dtype, (dlogprobs.dtype, logprobs.dtype)\n"
+                      "dlogprobs[range(n), Yb] = -1.0 / n\n"
+                      "torch.set_default_dtype(torch.float64 if logprobs.dtype == torch.float32 else torch.float32)"),
+        ex1_probs=("assert torch.tensor(1.0).dtype == probs.dtype, probs.dtype\n"
+                   "dprobs = dlogprobs / probs")))
+    assert_only(grade_notebook(path, **SHORT), {})
+
+
+def test_every_grading_ends_with_the_special_replays_on_fresh_seeds():
+    first, later = engine.replay_plans(base=7)
+    ordinary = len(engine.REPLAYS)
+    for plan in (first, later):
+        assert [spec[1:] for spec in plan[ordinary:]] == [spec[1:] for spec in engine.SPECIAL_REPLAYS]
+        assert all(len(spec) == 2 for spec in plan[:ordinary])
+    seeds = [spec[0] for spec in first + later]
+    assert len(set(seeds)) == len(seeds)
+
+
 def test_downsample_keeps_every_mismatch_visible():
     big = np.zeros((200, 130), dtype=bool)
     big[199, 0] = big[0, 129] = True

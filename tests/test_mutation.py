@@ -47,7 +47,7 @@ def verdicts(mutants, solutions, tmp_path_factory, names_file) -> dict[Mutant, o
         nbformat.write(filled(release, {**solutions, **{gid: m.source for gid, m in batch.items()}}), path)
         result = grade_notebook(path, **LIMITS)
         by_unit = result.by_unit()
-        untouched = [gid for gid in by_unit if gid not in batch and by_unit[gid].status != OK]
+        untouched = [gid for gid in by_unit if gid not in batch and (by_unit[gid].status != OK or by_unit[gid].note)]
         assert not untouched, f"a unit without a mutant failed in {path.name}:\n{format_table(result)}"
         found.update({m: by_unit[gid] for gid, m in batch.items()})
     return found
@@ -74,7 +74,8 @@ def test_every_mutant_is_killed_unless_equivalent(mutants, equivalents, verdicts
     rejected_equivalents = [m for m in equivalents if verdicts[m].status != OK]
     score = f"mutation score: {len(killed)}/{len(killable)} killed ({100 * len(killed) / len(killable):.1f} %)"
     lines = [score, f"{len(mutants)} mutants, {len(equivalents)} numerically equivalent (left out of the score):"]
-    lines += [f"  {m.describe()}\n      {why}; graded {verdicts[m].status}" for m, why in equivalents.items()]
+    lines += [f"  {m.describe()}\n      {why}; graded {verdicts[m].status}"
+              + (f", right by luck: {verdicts[m].note}" if verdicts[m].note else "") for m, why in equivalents.items()]
     lines += ["survivors:"] + [f"  {m.describe()}" for m in survivors]
     lines += ["killed:"] + [f"  {m.describe()}\n      {verdicts[m].status}: {verdicts[m].message}" for m in killed]
     report = tmp_path_factory.getbasetemp() / "mutation_report.txt"
@@ -86,6 +87,19 @@ def test_every_mutant_is_killed_unless_equivalent(mutants, equivalents, verdicts
     assert len(killed) == len(killable) > 0
     # a slip that changes nothing is a right answer: the grader must not take the points for it
     assert not rejected_equivalents, [m.describe() for m in rejected_equivalents]
+
+
+def test_the_rule_probe_reports_the_sign_flips_of_zero_gradients(equivalents, verdicts):
+    # Exercise 1's sign flips of a gradient that is exactly 0 (dlogit_maxes, its branch into dlogits, db1) are right
+    # by luck: the rule probe says so in a note (their points are the policy's: kept by default).
+    noted = {m for m in equivalents if verdicts[m].note}
+    assert {m.grade_id for m in noted} == {"ex1_logit_maxes", "ex1_logits", "ex1_b1"} and len(noted) == 3
+    for mutant in noted:
+        assert "sign" in verdicts[mutant].note and "exactly 0 here" in verdicts[mutant].note, verdicts[mutant].note
+    # The other equivalents are no slip the probe could see: a negated zeros_like is the very same tensor (the rule
+    # is followed), and Exercise 4's manual_backward gets no upstream gradient to vary (its db1 is 0 on any input).
+    for mutant in set(equivalents) - noted:
+        assert "zeros_like" in mutant.before or mutant.grade_id == "ex4_backward", mutant.describe()
 
 
 def test_the_equivalent_mutants_are_the_zero_gradients(equivalents):

@@ -49,15 +49,17 @@ LOOPING_UNIT = "ex1_bnvar"
 FORGED_WRONG_UNIT = "ex3_hprebn"
 TAMPERED = {"deleted": "ex1_probs", "emptied": "ex1_counts_sum_inv", "retyped": "ex1_counts_sum"}
 
-# Emits a UserWarning on stderr inside every later check() (which calls torch.allclose), as torch itself can.
+# Emits a UserWarning on stderr inside every later check() (which calls torch.equal; Exercise 4's calls
+# torch.allclose), as torch itself can.
 NOISY_ALLCLOSE = f"""
 import warnings
 warnings.simplefilter("always", UserWarning)
-_quiet_allclose = torch.allclose
-def _noisy_allclose(*args, **kwargs):
-    warnings.warn({WARNING_TEXT!r}, UserWarning)
-    return _quiet_allclose(*args, **kwargs)
-torch.allclose = _noisy_allclose
+def _noisy(quiet):
+    def noisy(*args, **kwargs):
+        warnings.warn({WARNING_TEXT!r}, UserWarning)
+        return quiet(*args, **kwargs)
+    return noisy
+torch.equal, torch.allclose = _noisy(torch.equal), _noisy(torch.allclose)
 """
 # Replaces the hidden-test hook in the kernel with one that prints the grader's "ok" line and passes every unit.
 FAKE_HOOK = """

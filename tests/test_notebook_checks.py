@@ -16,7 +16,7 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from backprop_ninja import assign
+from backprop_ninja import assign, notebook_diagnoses
 
 matplotlib.use("Agg")
 
@@ -28,7 +28,8 @@ def _source_cells() -> dict[str, str]:
     cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells}
     (steps,) = [c.source for c in nb.cells if c.cell_type == "code" and "nbgrader" not in c.metadata]
     assert steps.startswith("max_steps = ")
-    return {**cells, "train_steps": steps}
+    # the generated cells hold a placeholder in the text source: give them what `assign` writes into them
+    return {**cells, "train_steps": steps, notebook_diagnoses.CELL: notebook_diagnoses.notebook_code()}
 
 
 CELLS = _source_cells()
@@ -44,7 +45,7 @@ def _run(namespace: dict, *grade_ids: str) -> dict:
 def helpers(monkeypatch):
     """A namespace with the imports and helpers cells run, as a student's notebook has them (not under nbgrader)."""
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    return _run({}, "imports", "helpers")
+    return _run({}, "imports", "helpers", "diagnoses")
 
 
 def _with_gradient(namespace: dict) -> torch.Tensor:
@@ -132,7 +133,7 @@ def test_progress_uses_one_form_per_status(helpers, capsys):
 @pytest.mark.parametrize("execution, raises", [("autograde", False), ("validate", True), ("", True)])
 def test_only_autograde_makes_checks_print_instead_of_stopping(monkeypatch, execution, raises):
     monkeypatch.setenv("NBGRADER_EXECUTION", execution)
-    namespace = _run({}, "imports", "helpers")
+    namespace = _run({}, "imports", "helpers", "diagnoses")
     x = _with_gradient(namespace)
     namespace["dx"] = 3 * x.detach()
     if raises:
@@ -179,7 +180,7 @@ def _training_namespace(monkeypatch, execution: str) -> dict:
         monkeypatch.setenv("NBGRADER_EXECUTION", execution)
     else:
         monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    namespace = _run({}, "imports", "helpers")
+    namespace = _run({}, "imports", "helpers", "diagnoses")
     namespace.update(n_embd=10, block_size=3, vocab_size=27, batch_size=32)
     namespace["Xtr"] = torch.randint(0, 27, (500, 3), generator=torch.Generator().manual_seed(0))
     namespace["Ytr"] = torch.randint(0, 27, (500,), generator=torch.Generator().manual_seed(1))
@@ -210,7 +211,8 @@ def test_nbgrader_trains_on_its_short_schedule_whatever_the_variable_says(monkey
 
 
 def _kernel_notebook(*sources: str) -> nbformat.NotebookNode:
-    cells = [nbformat.v4.new_code_cell(CELLS["imports"]), nbformat.v4.new_code_cell(CELLS["helpers"])]
+    cells = [nbformat.v4.new_code_cell(CELLS["imports"]),
+             nbformat.v4.new_code_cell(CELLS["helpers"] + "\n" + CELLS["diagnoses"])]
     cells += [nbformat.v4.new_code_cell(source) for source in sources]
     return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
                                                                           "display_name": "Python 3"}})

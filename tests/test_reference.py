@@ -139,6 +139,47 @@ def test_the_scale_of_a_zero_gradient_comes_from_its_upstream(replays):
     assert ev.scale == replays[0].grads["hprebn"].abs().max().item()
 
 
+@pytest.fixture(scope="module")
+def special_replays(training_set):
+    """The stress and float64 replays (model.VARIANTS) of the grader's batch sizes."""
+    return [model.make_replay(*training_set, seed, n, variant=variant)
+            for variant in (model.STRESS, model.FLOAT64, model.STRESS64) for seed, n in REPLAYS[1:4]]
+
+
+@pytest.mark.parametrize("unit", units.EXERCISE_1 + (units.EXERCISE_2, units.EXERCISE_3), ids=lambda u: u.grade_id)
+def test_shares_add_up_to_the_reference_on_the_special_replays(unit, special_replays):
+    for replay in special_replays:
+        total = _shares_sum(unit, replay)
+        reference = replay.grads[unit.var]
+        scale = max(reference.abs().max().item(), 1.0 / replay.n)
+        assert (total - reference).abs().max().item() <= 1e-10 * scale, (unit.grade_id, replay.variant, replay.n)
+
+
+def test_the_stress_replay_has_its_conditions_in_float32_and_float64(special_replays):
+    for replay in (r for r in special_replays if r.variant in model.STRESSED):
+        for values in (replay.values, replay.values64):
+            column = model.TINY_VARIANCE_COLUMN
+            assert values["bnvar"][0, column] < model.BN_EPS  # the epsilon dominates there
+            assert values["bnvar"].squeeze(0).sort().values[1] > 100 * model.BN_EPS  # and only there
+            logits, (first, second) = values["logits"], model.TIE_COLUMNS
+            tied = (logits[:, first] == logits[:, second]) & (logits[:, first] == logits.max(1).values)
+            assert 0 < tied.sum() < replay.n  # exact ties at the maximum, in some rows
+            assert logits.std() > 3 and logits.abs().max() < 50  # large, far from exp's float32 overflow
+        assert torch.equal(replay.values["logits"].argmax(1), replay.values64["logits"].argmax(1))
+
+
+def test_on_tied_maxima_the_max_share_and_autograd_pick_the_same_position(special_replays):
+    # autograd sends the gradient of logits.max(1).values to the index max returns (the first of the tied),
+    # and so must the table's share (logits.argmax(1)): checked with a random upstream, not the ~0 dlogit_maxes
+    unit = units.BY_ID["ex1_logits"]
+    for replay in (r for r in special_replays if r.variant in model.STRESSED):
+        logits = replay.values64["logits"].clone().requires_grad_()
+        upstream = torch.randn((replay.n, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        logits.max(1, keepdim=True).values.backward(upstream)
+        v = share_namespace(replay.values64, {**replay.grads, "logit_maxes": upstream}, replay.n)
+        assert torch.equal(unit.shares["logit_maxes"](v), logits.grad)
+
+
 def test_argmax_mask_marks_one_position_per_row(replays):
     replay = replays[3]
     mask = build_evidence(replay)["ex1_logits"].argmax_mask

@@ -29,6 +29,8 @@ def run_from_args(args) -> int:
               if getattr(args, name, None) is not None}
     # A class's code is strangers' code: isolated, or the batch stops with the fix (the workers check).
     limits["isolation"] = "off" if getattr(args, "no_isolation", False) else "required"
+    # Part of the resume key like the limits: switching the rule policy regrades (right by luck changes points).
+    limits["strict_rules"] = bool(getattr(args, "strict_rules", False))
     watchdog = max(DEFAULT_WATCHDOG_SECONDS, 2 * limits.get("total_timeout", 0))
     try:
         summary = run.run_batch(source, Path(args.out), getattr(args, "jobs", None), limits=limits,

@@ -19,7 +19,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; }
 td, th { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
-.ok { color: #17702f; } .bad { color: #b3261e; }
+.ok { color: #17702f; } .bad { color: #b3261e; } .luck { color: #8a5a00; }
 svg { border: 1px solid #999; margin-top: 4px; }
 .legend { color: #555; font-size: 90%; }
 """
@@ -48,7 +48,7 @@ def mismatch_svg(mismatch: list[list[bool]]) -> str:
 def _row(verdict: Verdict) -> str:
     unit = units.BY_ID.get(verdict.unit)
     label = f"<code>{html.escape(unit.answer)}</code>" if unit else html.escape(verdict.unit)
-    css = "ok" if verdict.passed else "bad"
+    css = ("luck" if verdict.note else "ok") if verdict.passed else "bad"  # right by luck: points, with a note
     detail = message_html(verdict.message)
     if not verdict.passed and verdict.mismatch and any(any(row) for row in verdict.mismatch):
         detail += ("<br>" + mismatch_svg(verdict.mismatch)

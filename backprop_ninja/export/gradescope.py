@@ -17,12 +17,12 @@ def to_gradescope(result: SubmissionResult) -> dict:
             "status": "passed" if verdict.passed else "failed",
             "output": verdict.message,
             "visibility": "visible",
-            "extra_data": {"status": verdict.status},
+            "extra_data": {"status": verdict.status, **({"note": verdict.note} if verdict.note else {})},
         }
         for verdict in result.verdicts
     ]
     results = {"score": result.score, "execution_time": round(result.execution_time, 3), "tests": tests,
-               "extra_data": {"isolation": result.isolation}}
+               "extra_data": {"isolation": result.isolation, "rules": result.rules}}
     if result.error:
         results["output"] = f"This submission could not be graded: {result.error}"
     return results

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import textwrap
 
-from backprop_ninja.grade.verdict import SubmissionResult
+from backprop_ninja.grade.verdict import STRICT_RULES, SubmissionResult
 
 MESSAGE_WIDTH = 100
 
@@ -34,6 +34,8 @@ def format_table(result: SubmissionResult) -> str:
     lines.append(f"total: {result.score:g}/{result.max_score:g}  ({result.submission}, {result.execution_time:.1f} s)")
     if result.error:
         lines.append(f"not graded: {result.error}")
+    if result.rules == STRICT_RULES:
+        lines.append("strict rule policy: answers right by luck earn no points")
     if result.isolation:
         lines.append(f"student code ran isolated: {result.isolation}" if not result.isolation.startswith("none")
                      else f"student code ran WITHOUT isolation: {result.isolation}")

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-isolation", action="store_true",
                         help="run student code without the sandbox (bubblewrap); recorded in every result. "
                              "Only for trusted notebooks or machines where isolation cannot be set up")
+    parser.add_argument("--strict-rules", action="store_true",
+                        help="an Exercise 1 answer that is right by luck (the rule probe shows it skips its local "
+                             "rule, and only matches because a gradient is exactly 0) earns no points; by default "
+                             "it keeps them, with a note saying why the value matched. Recorded in every result")
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 
     add_batch_arguments(parser)
@@ -84,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with launcher:
             result = grade_one(args.notebook, args.out, unit_timeout=args.unit_timeout,
-                               total_timeout=args.total_timeout, launcher=launcher)
+                               total_timeout=args.total_timeout, launcher=launcher,
+                               strict_rules=args.strict_rules)
     except FileNotFoundError as error:  # names.txt is not set up: the grader's problem, not the notebook's
         print(f"backprop-ninja grade: {error}", file=sys.stderr)
         return EXIT_NOT_GRADED

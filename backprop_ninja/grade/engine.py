@@ -19,14 +19,21 @@ import numpy as np
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import compare, evidence, extract, isolation, sandbox, static
+from backprop_ninja.grade import compare, definitions, evidence, extract, isolation, probe, sandbox, static
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
-from backprop_ninja.grade.verdict import (CRASHED, ERROR, MISSING, OK, TIMEOUT, USES_AUTOGRAD, WRONG,
-                                          SubmissionResult, Verdict)
+from backprop_ninja.grade.verdict import (CRASHED, ERROR, LENIENT_RULES, MISSING, OK, RIGHT_BY_LUCK, STRICT_RULES,
+                                          TIMEOUT, USES_AUTOGRAD, WRONG, SubmissionResult, Verdict)
 
 # (seed, n) of the replays: the notebook's own run first, then fresh batches of 32, 17 and 50 rows. The fresh
 # seeds here are examples (tests use them); every grading draws its own, see replay_plans.
 REPLAYS: tuple[tuple[int, int], ...] = ((model.NOTEBOOK_SEED, 32), (101, 32), (202, 17), (303, 50))
+# (seed, n, variant) of the replays built to expose near-misses, after the ones above in both sets; their seeds are
+# fresh in every grading too. One replay has it all: the stress conditions of model.stress_parameters (a batchnorm
+# column of tiny variance, tied and large logits), in float64, where the student's code runs in float64 and is
+# judged with a tolerance near float64 rounding (compare.ATOL_FLOAT64). A stress replay in float32 and a float64
+# one apart cost twice as much, for no verdict more (docs/benchmarks.md); (s, 32, model.STRESS) and
+# (s, 32, model.FLOAT64) still work here.
+SPECIAL_REPLAYS: tuple[tuple[int, int, str], ...] = ((404, 32, model.STRESS64),)
 SEED_ENV = "BACKPROP_NINJA_REPLAY_SEED"  # set it to make a grading's fresh seeds repeatable
 
 MISMATCH_MAX_SIDE = 64
@@ -53,9 +60,10 @@ def shared_launcher() -> isolation.Launcher:
 
 def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
                    memory_limit_bytes: int = MEMORY_LIMIT, launcher: isolation.Launcher | None = None,
-                   check_environment: bool = True) -> SubmissionResult:
+                   check_environment: bool = True, strict_rules: bool = False) -> SubmissionResult:
     """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds;
-    raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade."""
+    raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade.
+    strict_rules: an answer right by luck (probe.py) earns no points; by default it keeps them, with a note."""
     launcher = launcher or shared_launcher()
     limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
     canary = _start_canary(launcher, limits, unit_timeout, total_timeout) if check_environment else None
@@ -67,6 +75,7 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
     else:
         result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout)
         result.submission = str(path)
+    apply_rule_policy(result, strict_rules)
     result.execution_time = time.monotonic() - started
     if canary is not None:
         canary.result()  # raises EnvironmentProblem: no verdict leaves before the reference answers scored full
@@ -106,10 +115,13 @@ def timeouts(*, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL
 def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
                   unit_timeout: float, deadline: float) -> SubmissionResult:
     decided = _decide_before_replay(found)
+    through_added, preludes = _added_cell_definitions(found, decided)
+    decided.update(through_added)
     to_replay = [u for u in units.UNITS if u.grade_id not in decided]
     if to_replay:
         code = {u.grade_id: static.strip_magics(found.answers[u.grade_id]) for u in to_replay}
-        decided.update(_replay_and_judge(to_replay, code, deadline, unit_timeout, limits, launcher))
+        decided.update(_replay_and_judge(to_replay, code, deadline, unit_timeout, limits, launcher,
+                                         preludes=preludes))
     return SubmissionResult(submission="", verdicts=[decided[u.grade_id] for u in units.UNITS],
                             isolation=launcher.description)
 
@@ -159,6 +171,30 @@ def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
     return decided
 
 
+def _added_cell_definitions(found: extract.Extraction,
+                            decided: dict[str, Verdict]) -> tuple[dict[str, Verdict], dict[str, list[str]]]:
+    """(verdicts of the answers that reach autograd through a cell the student added, grade_id -> the definitions
+    to run before that answer cell), see definitions.py. Without added cells: nothing, at no cost."""
+    added = definitions.from_added_cells(found.added) if found.added else []
+    if not added:
+        return {}, {}
+    verdicts, stand_ins = {}, {}
+    for unit in (u for u in units.UNITS if u.grade_id not in decided):
+        use = definitions.check_use(found.answers[unit.grade_id], unit, found.positions.get(unit.grade_id, -1),
+                                    added)
+        if use.finding is not None:
+            status = ERROR if use.finding.kind == "syntax" else USES_AUTOGRAD
+            verdicts[unit.grade_id] = _verdict(unit, status, use.finding.message)
+        elif use.silenced:
+            stand_ins[unit.grade_id] = [definitions.stand_in(name) for name in use.silenced]
+    order = [(u.grade_id, found.positions.get(u.grade_id, -1)) for u in units.UNITS
+             if u.grade_id not in decided and u.grade_id not in verdicts]
+    preludes = definitions.preludes(order, added)
+    for grade_id, extra in stand_ins.items():
+        preludes[grade_id] = preludes.get(grade_id, []) + extra  # after the definitions, so the stand-in wins
+    return verdicts, preludes
+
+
 # ---- data and replays ----
 
 @functools.lru_cache(maxsize=1)
@@ -196,24 +232,28 @@ def replay_plans(base: int | None = None) -> tuple[list[tuple[int, int]], list[t
     """
     if base is None:
         base = int(os.environ.get(SEED_ENV) or secrets.randbelow(2**30))
-    exercise_1 = [REPLAYS[0]] + [(base + i, n) for i, (_, n) in enumerate(REPLAYS) if i]
-    later = [(base + 1000 + i, n) for i, (_, n) in enumerate(REPLAYS)]
+    ordinary = len(REPLAYS)
+    special_1 = [(base + ordinary + i, n, variant) for i, (_, n, variant) in enumerate(SPECIAL_REPLAYS)]
+    special_later = [(base + 1000 + ordinary + i, n, variant) for i, (_, n, variant) in enumerate(SPECIAL_REPLAYS)]
+    exercise_1 = [REPLAYS[0]] + [(base + i, n) for i, (_, n) in enumerate(REPLAYS) if i] + special_1
+    later = [(base + 1000 + i, n) for i, (_, n) in enumerate(REPLAYS)] + special_later
     return exercise_1, later
 
 
 @functools.lru_cache(maxsize=16)
-def _replay_values(names_file: str, seed: int, n: int):
+def _replay_values(names_file: str, seed: int, n: int, variant: str = model.PLAIN):
     """model.replay_values on the training set, cached: no gradients, so safe to cache and to fork."""
     X, Y = training_set(names_file)
-    return model.replay_values(X, Y, seed, n)
+    return model.replay_values(X, Y, seed, n, variant=variant)
 
 
-def replay_inputs(seed: int, n: int) -> model.Replay:
-    """A Replay whose `grads` are still empty: fill them with add_reference_gradients after forking."""
+def replay_inputs(seed: int, n: int, variant: str = model.PLAIN) -> model.Replay:
+    """A Replay whose `grads` are still empty: fill them with add_reference_gradients after forking.
+    Takes a replay plan's entry as it is: (seed, n) or (seed, n, variant)."""
     from backprop_ninja.data import names_path
 
-    values, values64 = _replay_values(str(names_path()), seed, n)
-    return model.Replay(seed, n, values, values64, grads={})
+    values, values64 = _replay_values(str(names_path()), seed, n, variant)
+    return model.Replay(seed, n, values, values64, grads={}, variant=variant)
 
 
 def add_reference_gradients(replay: model.Replay) -> None:
@@ -240,13 +280,13 @@ GRADIENT_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.E
 
 
 def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], deadline: float,
-                      unit_timeout: float, limits: sandbox.Limits,
-                      launcher: isolation.Launcher) -> dict[str, Verdict]:
+                      unit_timeout: float, limits: sandbox.Limits, launcher: isolation.Launcher, *,
+                      preludes: dict[str, list[str]] | None = None) -> dict[str, Verdict]:
     torch.set_num_threads(1)  # an OpenMP pool that existed before fork() hangs the child
     groups = [(plan, [u for u in to_replay if u.exercise in exercises])
               for plan, exercises in zip(replay_plans(), ({1}, {2, 3, 4}))]
     groups = [(plan, graded) for plan, graded in groups if graded]
-    replays = [[replay_inputs(seed, n) for seed, n in plan] for plan, _ in groups]
+    replays = [[replay_inputs(*spec) for spec in plan] for plan, _ in groups]
     verdicts, skip, first = {}, set(), 0
     # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
     with launcher.open_box([r.values for group in replays for r in group], worker_meta(), limits) as box:
@@ -255,12 +295,16 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
         for (plan, graded), group in zip(groups, replays):
             indices = list(range(first, first + len(group)))
             first += len(group)
-            runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip)
+            runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip, preludes)
             graded_ids = {u.grade_id for u in graded}
             outcomes = runner.run_all(graded_ids)
             proofs = [evidence.build_evidence(r, graded_ids) for r in group]
             verdicts.update({u.grade_id: _judge(u, outcomes[u.grade_id], [p[u.grade_id] for p in proofs], plan)
                              for u in graded})
+            for u in graded:  # the rule probe: a note on right answers that are right by luck
+                if u.grade_id in runner.probes and verdicts[u.grade_id].status == OK:
+                    verdicts[u.grade_id] = _probe_note(verdicts[u.grade_id], outcomes[u.grade_id],
+                                                       runner.probes[u.grade_id], proofs[probe.PROBE_REPLAY][u.grade_id])
     return verdicts
 
 
@@ -274,8 +318,10 @@ class _Runner:
     imports), since those exercises start from the loss, not from Exercise 1's results.
     """
 
-    def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str]):
+    def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str],
+                 preludes: dict[str, list[str]] | None = None):
         self.box, self.jobs, self.answers, self.replays = box, jobs, answers, replays
+        self.preludes = preludes or {}  # grade_id -> definitions from added cells, run just before that cell
         self.indices = indices  # where these replays sit among the box's
         self.unit_timeout, self.deadline = unit_timeout, deadline
         self.skip = skip  # cells that hung or crashed: never re-run (shared between the two sets of replays)
@@ -283,6 +329,8 @@ class _Runner:
         self.worker_saw_references = False
         self.sent: set[str] = set()
         self.broken: str | None = None  # set if no worker can be started any more
+        # grade_id -> (the rule probe, the answer on it or None): Exercise 1 units, see probe.py
+        self.probes: dict[str, tuple[probe.Probe, np.ndarray | None]] = {}
 
     def run_all(self, graded: set[str]) -> dict[str, object]:
         """Grade the units in `graded`; the others among jobs only run as history, to define helpers."""
@@ -294,6 +342,8 @@ class _Runner:
                 outcomes[unit.grade_id] = _Failure(TIMEOUT, _out_of_total_time())
                 continue
             outcomes[unit.grade_id] = self._grade(index, unit)
+            if probe.probed(unit) and _answered(outcomes[unit.grade_id]) and time.monotonic() < self.deadline:
+                self.probes[unit.grade_id] = self._probe(index, unit)
         if self.worker:
             self.worker.kill()
         return outcomes
@@ -310,7 +360,7 @@ class _Runner:
         new = [[name for name in u if name not in self.sent] for u in upstream]
         arrays = [u[name].detach().contiguous().numpy() for u, names in zip(upstream, new) for name in names]
         header = {**_job(unit), "mode": "graded", "source": self.answers[unit.grade_id], "replays": self.indices,
-                  "upstream": [list(u) for u in upstream], "new": new}
+                  "upstream": [list(u) for u in upstream], "new": new, **self._prelude(unit)}
         self.sent.update(name for names in new for name in names)
         self.worker_saw_references |= bool(self.sent)
         try:
@@ -320,6 +370,30 @@ class _Runner:
             self.skip.add(unit.grade_id)
             return self._failure(failure)
         return reply, answer_arrays
+
+    def _probe(self, index: int, unit: units.Unit) -> tuple[probe.Probe, np.ndarray | None]:
+        """One more run of the unit's cell, in the same worker, on one replay, with random upstreams for its
+        consumers (probe.py). Earlier cells that start this gradient run first, on the same upstreams. The worker
+        runs it in a throwaway state and stores nothing of it; a probe that fails is no evidence (None)."""
+        replay = self.replays[probe.PROBE_REPLAY]
+        made = probe.make_probe(unit, replay)
+        starters = [u for u in self.jobs[:index] if u.exercise == 1 and u.grade_id not in self.skip
+                    and probe.binds(self.answers[u.grade_id], unit.answer)]
+        cells = [{**_job(u), "source": self.answers[u.grade_id], "upstream": list(evidence.upstream_for(u, replay)),
+                  **self._prelude(u)} for u in starters + [unit]]
+        header = {**_job(unit), "mode": "probe", "replay": self.indices[probe.PROBE_REPLAY], "cells": cells,
+                  "override": list(made.upstream)}
+        arrays = [t.contiguous().numpy() for t in made.upstream.values()]
+        try:
+            reply, answer_arrays = self.worker.request(header, arrays, self._deadline())
+        except sandbox.WorkerFailure:
+            self._drop_worker()  # the next unit starts a fresh worker; this cell stays in the history
+            return made, None
+        outcomes = reply.get("outcomes")
+        if not (isinstance(outcomes, list) and len(outcomes) == 1 and isinstance(outcomes[0], dict)
+                and outcomes[0].get("kind") == "answer" and len(answer_arrays) == 1):
+            return made, None
+        return made, answer_arrays[0]
 
     def _fresh_worker(self, index: int) -> None:
         """Start a worker and re-run the earlier cells in it; a cell that fails here is skipped from now on."""
@@ -332,20 +406,37 @@ class _Runner:
                 self.broken = f"{error}; an earlier cell may have killed it"
                 return
             for earlier in self.jobs[:index]:
-                if earlier.grade_id in self.skip:
+                history = self._history(earlier, self.jobs[index].exercise)
+                if history is None:
                     continue
-                if self.jobs[index].exercise >= 2 and not defines_helpers(self.answers[earlier.grade_id]):
-                    continue
-                header = {**_job(earlier), "mode": "history", "source": self.answers[earlier.grade_id],
-                          "replays": self.indices}
+                key, header = history
                 try:
                     self.worker.request(header, [], self._deadline())
                 except sandbox.WorkerFailure:
-                    self.skip.add(earlier.grade_id)
+                    self.skip.add(key)
                     self._drop_worker()
                     break
             else:
                 return
+
+    def _history(self, earlier: units.Unit, exercise: int) -> tuple[str, dict] | None:
+        """(what to skip if it fails, the history job) that rebuilds what `earlier` defined before a unit of
+        `exercise`: its answer cell with the added cells' definitions before it, or just those definitions when
+        the answer is not re-run (it hung or crashed, or it defines only gradients and Exercises 2 to 4 follow)."""
+        source = self.answers[earlier.grade_id]
+        if earlier.grade_id not in self.skip and (exercise == 1 or defines_helpers(source)):
+            return earlier.grade_id, {**_job(earlier), "mode": "history", "source": source, "replays": self.indices,
+                                      **self._prelude(earlier)}
+        key = "definitions before " + earlier.grade_id
+        if earlier.grade_id in self.preludes and key not in self.skip:
+            return key, {**_job(earlier), "mode": "history", "source": "", "replays": self.indices,
+                         **self._prelude(earlier)}
+        return None
+
+    def _prelude(self, unit: units.Unit) -> dict:
+        """The header entry with the definitions to run before `unit`'s cell; none in most notebooks."""
+        prelude = self.preludes.get(unit.grade_id)
+        return {"prelude": prelude} if prelude else {}
 
     def _deadline(self) -> float:
         return min(time.monotonic() + self.unit_timeout, self.deadline)
@@ -364,6 +455,14 @@ class _Runner:
         return _Failure(CRASHED, f"the process running this cell died without answering ({failure.detail}): "
                                  f"os._exit, signals and running out of memory end it; the other units were "
                                  f"graded without this cell")
+
+
+def _answered(outcome) -> bool:
+    """Whether a graded job came back with an answer on every replay (only then is a probe worth its run)."""
+    if isinstance(outcome, _Failure):
+        return False
+    reply, _ = outcome
+    return all(isinstance(item, dict) and item.get("kind") == "answer" for item in reply.get("outcomes", [None]))
 
 
 def _job(unit: units.Unit) -> dict:
@@ -398,6 +497,7 @@ def _judge(unit: units.Unit, outcome, proofs: list, plan: list[tuple[int, int]])
     per_replay = reply.get("outcomes", [])
     if len(per_replay) != len(plan):
         return _verdict(unit, CRASHED, "the grading process sent back an incomplete record")
+    per_replay, proofs, plan, skipped = _without_float64_only_failures(per_replay, proofs, list(plan))
     for kind in ("autograd", "raised", "invalid"):
         for index, item in enumerate(per_replay):
             if item.get("kind") == kind:
@@ -406,11 +506,35 @@ def _judge(unit: units.Unit, outcome, proofs: list, plan: list[tuple[int, int]])
     if checks is None:
         return _verdict(unit, CRASHED, "the grading process sent back an incomplete record")
     ok, message = compare.summarize(checks, list(plan), unit)
+    if skipped:
+        message += f"; {skipped}"
     diffs = [c.max_diff for c in checks if c.max_diff is not None]
     first_failing = next((c for c in checks if not c.ok), None)
     mismatch = first_failing.mismatch if first_failing is not None else None
     return _verdict(unit, OK if ok else WRONG, message, exact=checks[0].exact, max_diff=max(diffs, default=None),
                     mismatch=downsample(mismatch) if mismatch is not None else None)
+
+
+def _without_float64_only_failures(per_replay: list[dict], proofs: list, plan: list):
+    """Leave out the float64 replay when the cell raised (or gave no tensor) there alone.
+
+    Code written for the notebook's float32 may mix in a float32 tensor (`F.one_hot(Yb, 27).float() @ x`), and
+    in float64 that raises a dtype error that the notebook never shows: the answer is judged on the other
+    replays, with a word on why the float64 one is missing. Autograd is never excused. Returns the outcomes,
+    proofs and plan kept, and that word ("" when nothing was left out)."""
+    def variant(index: int) -> str:
+        return plan[index][2] if len(plan[index]) > 2 else model.PLAIN
+
+    failed = [i for i, item in enumerate(per_replay) if item.get("kind") != "answer"]
+    if not failed or any(variant(i) not in model.IN_FLOAT64 or per_replay[i].get("kind") == "autograd"
+                         for i in failed):
+        return per_replay, proofs, plan, ""
+    kept = [i for i in range(len(plan)) if i not in failed]
+    item = per_replay[failed[0]]
+    what = (f"raised {_cut(item.get('type'), 80)}" if item.get("kind") == "raised" else "gave no tensor")
+    word = (f"not checked in float64: there your code {what}; does it force float32 (.float(), "
+            f"dtype=torch.float32) next to float64 tensors?")
+    return [per_replay[i] for i in kept], [proofs[i] for i in kept], [plan[i] for i in kept], word
 
 
 def _checks(unit: units.Unit, arrays: list[np.ndarray], proofs: list) -> list[compare.Check] | None:
@@ -442,14 +566,43 @@ def _problem_verdict(unit: units.Unit, item: dict, index: int, per_replay: list[
               f"{_cut(item.get('message'), MAX_STUDENT_TEXT)}")
     if item.get("type") == "NotImplementedError":
         raised += " (remove the `raise NotImplementedError()` line of the stub)"
-    seed, n = plan[index]
+    seed, n = plan[index][:2]
     notebook_fine = per_replay[0].get("kind") == "answer"
     if index == 0 or not notebook_fine:
         return _verdict(unit, ERROR, raised)
+    if len(plan[index]) > 2 and all(item.get("kind") == "answer" for item in per_replay[:index]):
+        return _verdict(unit, ERROR, f"works on the ordinary replays, but on {compare.SPECIAL_WORDS[plan[index][2]]} "
+                                     f"{raised}")
     if n != plan[0][1]:
         return _verdict(unit, ERROR, f"works on the notebook's batch of {plan[0][1]} rows, but on a batch of "
                                      f"{n} rows {raised}; is the batch size hard-coded? use n")
     return _verdict(unit, ERROR, f"works on the notebook's own run, but on a fresh one {raised}")
+
+
+def _probe_note(verdict: Verdict, outcome, probed: tuple[probe.Probe, np.ndarray | None],
+                true_proof: evidence.Evidence) -> Verdict:
+    """A right answer, with a note if the rule probe shows it is right by luck (points are the policy's, later)."""
+    made, on_probe = probed
+    _, arrays = outcome
+    note = probe.luck(made, on_probe, np.asarray(arrays[probe.PROBE_REPLAY], dtype=np.float64), true_proof.scale)
+    if note is None:
+        return verdict
+    verdict.note = note
+    verdict.message = f"{verdict.message}, but by luck: {note}"
+    return verdict
+
+
+def apply_rule_policy(result: SubmissionResult, strict: bool) -> SubmissionResult:
+    """Lenient (the default): right by luck keeps its points and its note. Strict: it earns nothing, under a
+    status of its own, so every export and nbgrader see a unit that did not pass."""
+    result.rules = STRICT_RULES if strict else LENIENT_RULES
+    if strict:
+        for verdict in result.verdicts:
+            if verdict.status == OK and verdict.note:
+                verdict.status, verdict.points = RIGHT_BY_LUCK, 0
+                verdict.message = (f"right by luck, which earns no points under the strict rule policy: "
+                                   f"{verdict.note}")
+    return result
 
 
 def _cut(text, limit: int) -> str:

@@ -5,13 +5,14 @@ Built in the grader process only, after the child that runs student code has bee
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import torch
 
-from backprop_ninja import model, units
+from backprop_ninja import diagnose, model, units
 
 
 @dataclass
@@ -23,9 +24,17 @@ class Evidence:
     scale: float                      # magnitude the tolerance is relative to: see docs/tolerances.md
     n: int                            # batch size of the replay
     argmax_mask: np.ndarray | None    # units tagged "argmax": True at logits.argmax(1) of each row
-    transposable: bool                # the reference is a matrix whose transpose is a different array
-    # Known mistakes that are no simple factor of the reference: message -> the wrong gradient.
-    known_mistakes: dict[str, np.ndarray] = field(default_factory=dict)
+    bessel: bool = False              # n-1 on the way is Bessel's correction (named so in messages)
+    # The rest of the clues of diagnose.py (paths, forward swaps, other gradients, targets): built only when an
+    # answer is wrong, since most are right and these cost a forward pass.
+    more_clues: Callable[[], dict] | None = None
+    variant: str = model.PLAIN        # the replay's model.VARIANTS: those in float64 set the tolerance (compare.py)
+    tiny_column: int | None = None    # on the stress replay, the last-axis position of the tiny-variance column
+
+    def clues(self) -> diagnose.Clues:
+        more = self.more_clues() if self.more_clues is not None else {}
+        return diagnose.Clues(n=self.n, scale=self.scale, bessel=self.bessel, shares=more.pop("shares", self.shares),
+                              argmax=self.argmax_mask, **more)
 
 
 def share_namespace(values: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], n: int) -> SimpleNamespace:
@@ -52,33 +61,78 @@ def tolerance_scale(reference: torch.Tensor, upstream: dict[str, torch.Tensor]) 
 def unit_evidence(unit: units.Unit, replay: model.Replay, reference: torch.Tensor) -> Evidence:
     v = share_namespace(replay.values64, replay.grads, replay.n)
     shares = {c: share(v).detach().double().numpy() for c, share in unit.shares.items()}
+    row = _DIAGNOSTIC_TABLE[unit.var]
     mask = None
-    if "argmax" in unit.tags:
+    if row["argmax"]:
         logits = replay.values64["logits"]
         mask = torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).bool().numpy()
-    ref = reference.detach().double().numpy()
-    known = {}
-    if unit is units.EXERCISE_3:
-        known[_BESSEL_MIXUP] = _batchnorm_backward_without_bessel(v).numpy()
     return Evidence(
-        reference=ref,
+        reference=reference.detach().double().numpy(),
         shares=shares,
         scale=tolerance_scale(reference.double(), upstream_gradients(unit, replay.grads)),
         n=replay.n,
         argmax_mask=mask,
-        transposable=ref.ndim == 2 and min(ref.shape) > 1,
-        known_mistakes=known,
+        bessel=row["bessel"],
+        more_clues=lambda: more_clues(unit.var, replay),
+        variant=replay.variant,
+        tiny_column=_tiny_column(reference, replay),
     )
 
 
-_BESSEL_MIXUP = ("mixes n and n-1: the forward pass divides the variance by n-1 (Bessel's correction), "
-                 "so the backward pass must use n-1 where the variance is differentiated")
+def _tiny_column(reference: torch.Tensor, replay: model.Replay) -> int | None:
+    """On the stress replay, where the batchnorm column of tiny variance sits in a gradient laid out by hidden
+    unit (last axis of size n_hidden: dhprebn, dW1, dbngain, dbnvar...); None elsewhere."""
+    if replay.variant not in model.STRESSED or reference.ndim == 0:
+        return None
+    return model.TINY_VARIANCE_COLUMN if reference.shape[-1] == replay.values["W1"].shape[1] else None
 
 
-def _batchnorm_backward_without_bessel(v) -> torch.Tensor:
-    # Exercise 3's gradient as derived with a variance over n: the classic slip of that exercise.
-    return v.bngain * v.bnvar_inv / v.n * (
-        v.n * v.dhpreact - v.dhpreact.sum(0) - v.bnraw * (v.dhpreact * v.bnraw).sum(0))
+_DIAGNOSTIC_TABLE = units.diagnostic_table()
+_EXERCISE_1_BY_VAR = {u.var: u for u in units.EXERCISE_1}
+
+
+def more_clues(var: str, replay: model.Replay) -> dict:
+    """The clues of diagnose.py that cost more than the reference: the share of each line that uses `var`, the
+    same with one line's forward value in place of its gradient, the paths of a one-go exercise (autograd's share
+    through each line), the gradients of the other variables of the same shape, and the target positions.
+
+    The notebook's check builds the same clues from its own autograd run (the generated `diagnoses` cell), so
+    both name the same mistake."""
+    v = share_namespace(replay.values64, replay.grads, replay.n)
+    unit = _EXERCISE_1_BY_VAR[var]
+    shares = {c: share(v).detach().double() for c, share in unit.shares.items()}
+    swaps = {}
+    for consumer, share in unit.shares.items():
+        if consumer == "loss":
+            continue
+        swapped = share_namespace(replay.values64, {**replay.grads, consumer: replay.values64[consumer]}, replay.n)
+        rest = sum((s for c, s in shares.items() if c != consumer), torch.zeros(()))
+        swaps[consumer] = (share(swapped).detach().double() + rest).numpy()
+    reference = replay.grads[var]
+    others = {name: g.numpy() for name, g in replay.grads.items()
+              if name in _EXERCISE_1_BY_VAR and name != var and g.shape == reference.shape}
+    targets = None
+    if units.SHAPES.get(var) == "(n, 27)":  # one row per example, one column per character
+        targets = torch.nn.functional.one_hot(replay.values64["Yb"], len(model.VOCAB)).bool().numpy()
+    repeated = None
+    if _DIAGNOSTIC_TABLE[var]["lookup"]:
+        uses = torch.bincount(replay.values64["Xb"].reshape(-1), minlength=reference.shape[0])
+        repeated = (uses > 1)[:, None].expand(reference.shape).numpy()
+    return {"shares": {c: s.numpy() for c, s in shares.items()}, "forward_swaps": swaps, "others": others,
+            "targets": targets, "repeated": repeated, "paths": _paths(var, _DIAGNOSTIC_TABLE[var]["paths"], replay)}
+
+
+def _paths(var: str, through: list[str], replay: model.Replay) -> dict[str, np.ndarray]:
+    """autograd's share of var's gradient through each line of `through`, and the direct rest under "direct"."""
+    if not through:
+        return {}
+    params = [replay.values64[name].clone().requires_grad_() for name in model.PARAMETER_NAMES]
+    with torch.enable_grad():
+        values = model.forward(params, replay.values64["Xb"], replay.values64["Yb"])
+        parts = {line: torch.autograd.grad(values[line], values[var], replay.grads[line], retain_graph=True)[0]
+                 for line in through}
+    parts["direct"] = replay.grads[var] - sum(parts.values())
+    return {line: part.detach().numpy() for line, part in parts.items()}
 
 
 # The Exercise 1 unit of each parameter: Exercise 4's gradients are judged like those units.
@@ -103,7 +157,8 @@ def build_evidence(replay: model.Replay, only: set[str] | None = None) -> dict[s
 
 
 def upstream_for(unit: units.Unit, replay: model.Replay) -> dict[str, torch.Tensor]:
-    """Float32 reference gradients the engine injects before running `unit`'s answer cell.
+    """Float32 reference gradients the engine injects before running `unit`'s answer cell (float64 ones on the
+    float64 replay).
 
     Exercise 1: those of every earlier Exercise 1 unit (the student's chain so far, made exact, so one
     mistake costs one unit). Exercise 3: dhpreact, the starting point of the batchnorm backward.
@@ -116,6 +171,8 @@ def upstream_for(unit: units.Unit, replay: model.Replay) -> dict[str, torch.Tens
         names = ["hpreact"]
     else:
         names = []
+    if replay.variant in model.IN_FLOAT64:  # the student's code runs in float64 there: so do its upstreams
+        return {"d" + name: replay.grads[name] for name in names}
     return {"d" + name: _float32_grads(replay)[name] for name in names}
 
 

@@ -26,6 +26,9 @@ class Extraction:
     stubs: set[str] = field(default_factory=set)            # grade_ids whose only cells are the blank stub
     problems: dict[str, str] = field(default_factory=dict)  # grade_id -> why its answer cell is not run (too big)
     error: str | None = None                                # why the file could not be read as a notebook
+    positions: dict[str, int] = field(default_factory=dict)  # grade_id -> index of its answer cell in the notebook
+    # (index, source) of the code cells with no nbgrader grade_id: the student's own (definitions.py reads them)
+    added: list[tuple[int, str]] = field(default_factory=list)
 
 
 _RESUBMIT = "submit the .ipynb file itself, as saved by Jupyter"
@@ -123,8 +126,10 @@ def _mebibytes(size: int) -> str:
 
 def answers_from_cells(cells: list, *, max_cell_bytes: int = limits.MAX_CELL_BYTES) -> Extraction:
     found = Extraction()
-    for cell in cells:
+    for index, cell in enumerate(cells):
         grade_id = _grade_id(cell)
+        if grade_id is None:
+            _keep_added_cell(found, index, cell, max_cell_bytes)
         if grade_id not in units.BY_ID:
             continue
         source = cell_source(cell)
@@ -140,9 +145,19 @@ def answers_from_cells(cells: list, *, max_cell_bytes: int = limits.MAX_CELL_BYT
                 found.stubs.add(grade_id)
             continue
         found.answers[grade_id] = source  # a later real answer replaces an earlier one
+        found.positions[grade_id] = index
         found.stubs.discard(grade_id)
         found.problems.pop(grade_id, None)
     return found
+
+
+def _keep_added_cell(found: Extraction, index: int, cell, max_cell_bytes: int) -> None:
+    """Keep a code cell the student added, for its definitions; one over the cell size limit is left out."""
+    if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+        return
+    source = cell_source(cell)
+    if source.strip() and len(source.encode("utf-8", "surrogatepass")) <= max_cell_bytes:
+        found.added.append((index, source))
 
 
 def _cell_too_big(unit: units.Unit, size: int, limit: int) -> str:

@@ -34,12 +34,13 @@ _NUMERICAL_HELPER = "finite_difference"
 _IMPORT_FUNCTIONS = ("importlib.import_module", "__import__", "builtins.__import__")
 
 
-def scan(source: str, unit: units.Unit) -> Finding | None:
-    """The first forbidden construct in `source` (or why it does not parse), None if the cell is clean."""
+def scan(source: str, unit: units.Unit, *, aliases: dict[str, str] | None = None) -> Finding | None:
+    """The first forbidden construct in `source` (or why it does not parse), None if the cell is clean.
+    `aliases`: import aliases bound before this source runs (by a cell the student added), as _import_aliases."""
     tree = _parse(strip_magics(source))
     if isinstance(tree, Finding):
         return tree
-    aliases = _import_aliases(tree)
+    aliases = {**(aliases or {}), **_import_aliases(tree)}
     # ast.walk is breadth-first; sort so that "the first" construct is the first in the cell.
     nodes = sorted((n for n in ast.walk(tree) if hasattr(n, "lineno")), key=lambda n: (n.lineno, n.col_offset))
     for node in nodes:

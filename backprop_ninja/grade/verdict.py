@@ -11,7 +11,14 @@ MISSING = "missing"            # no cell with this grade_id, or it is still the 
 USES_AUTOGRAD = "uses_autograd"  # asked autograd (statically or at run time)
 TIMEOUT = "timeout"            # ran past its time limit
 CRASHED = "crashed"            # the process died under it (exit, signal, memory)
-STATUSES = (OK, WRONG, ERROR, MISSING, USES_AUTOGRAD, TIMEOUT, CRASHED)
+# Right on every replay, but the rule probe (grade/probe.py) showed it does not follow its local rule: it only
+# matches because a gradient is exactly 0. Only under the strict rule policy; by default such a unit stays "ok",
+# with the reason in `note`.
+RIGHT_BY_LUCK = "right_by_luck"
+STATUSES = (OK, WRONG, ERROR, MISSING, USES_AUTOGRAD, TIMEOUT, CRASHED, RIGHT_BY_LUCK)
+# The rule policies (SubmissionResult.rules): what a right-by-luck answer earns.
+LENIENT_RULES = "lenient"      # the default: full points, and a note says why the value matched
+STRICT_RULES = "strict"        # --strict-rules: no points
 
 
 @dataclass
@@ -24,6 +31,7 @@ class Verdict:
     exact: bool | None = None  # bit-exact against the reference on the notebook's own inputs (information only)
     max_diff: float | None = None
     mismatch: list | None = None  # bool matrix (2-D, at most 64x64): where the answer is off; positions only
+    note: str | None = None    # right by luck: why the value matched though the rule is not followed (grade/probe.py)
 
     @property
     def passed(self) -> bool:
@@ -40,6 +48,7 @@ class SubmissionResult:
     error: str | None = None   # set when the file could not be graded at all (then every unit is 0)
     execution_time: float = 0.0
     isolation: str = ""        # how student code ran (isolation.Launcher.description); "none (...)" if unisolated
+    rules: str = ""            # the rule policy graded under: LENIENT_RULES or STRICT_RULES ("" in older records)
 
     @property
     def score(self) -> float:
@@ -55,7 +64,7 @@ class SubmissionResult:
         fields = Verdict.__dataclass_fields__
         verdicts = [Verdict(**{k: v for k, v in item.items() if k in fields}) for item in data.get("verdicts", [])]
         return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0),
-                   data.get("isolation", ""))
+                   data.get("isolation", ""), data.get("rules", ""))
 
     def by_unit(self) -> dict[str, Verdict]:
         return {v.unit: v for v in self.verdicts}

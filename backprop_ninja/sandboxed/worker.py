@@ -11,10 +11,13 @@ A job is one unit, in one of two modes:
   injected before, inject the upstream gradients that came with the job, run the cell, and send
   the answer (float64 bytes) or what went wrong (exception type and message, no traceback);
 - "history": just run the cell, as the notebook would, to rebuild helpers in a fresh worker.
+- "probe": the grader's rule probe (Session.probe): a graded run on one replay with some upstream gradients
+  replaced by the grader's random ones, in a throwaway copy of that replay's state.
   Nothing is injected and nothing is sent but "done".
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
@@ -138,13 +141,16 @@ def block_autograd() -> None:
 class Session:
     def __init__(self, replays: list[dict[str, torch.Tensor]], meta: Meta):
         self.replays, self.meta = replays, meta
-        self.namespaces: list[dict] = [{} for _ in replays]
+        # Set once, not before every cell: a helper of the same name that the student defines wins, as in Jupyter.
+        self.namespaces: list[dict] = [notebook_stand_ins() for _ in replays]
         self.injected: list[dict[str, torch.Tensor]] = [{} for _ in replays]
         self.made: list[dict[str, object]] = [{} for _ in replays]  # gradient names the student's code set
         self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
+        if header["mode"] == "probe":
+            return self.probe(header, arrays)
         unit = Job(header["unit"], header["answer"], header["exercise"])
         graded = header["mode"] == "graded"
         indices = [int(r) for r in header.get("replays", range(len(self.replays)))]
@@ -153,9 +159,12 @@ class Session:
             code = compile(header["source"], f"<answer cell {unit.grade_id}>", "exec")
         except (SyntaxError, ValueError) as error:
             return {"outcomes": [_raised(error)] * len(indices) if graded else []}, []
+        prelude = _compile_definitions(header.get("prelude", ()), unit.grade_id)
         outcomes, answers = [], []
         for k, r in enumerate(indices):
-            outcome, arrays_r = self._run_on_replay(unit, code, r, upstream[k] if graded else {}, graded)
+            with default_dtype_of(self.replays[r]):
+                outcome, arrays_r = self._run_on_replay(unit, code, r, upstream[k] if graded else {}, graded,
+                                                        prelude)
             if graded:
                 outcomes.append(outcome)
                 answers += arrays_r
@@ -170,9 +179,11 @@ class Session:
         return [{name: kept[name].clone() for name in names if name in kept}
                 for kept, names in zip(kept_for, header.get("upstream", []))]
 
-    def _run_on_replay(self, unit: "Job", code, r: int, upstream: dict, graded: bool):
+    def _run_on_replay(self, unit: "Job", code, r: int, upstream: dict, graded: bool, prelude: list = ()):
         ns = self.namespaces[r]
-        ns.update(replay_variables(self.replays[r], self.meta))
+        fresh = replay_variables(self.replays[r], self.meta)
+        ns.update(fresh)
+        asked_before = _run_definitions(prelude, ns, fresh) if prelude else []
         if graded:
             kept = self.made[r].get(unit.answer) if unit.exercise == 1 else None
             for name in self.meta.gradient_names | set(self.injected[r]):
@@ -183,8 +194,8 @@ class Session:
             self.injected[r] = upstream
         error = _execute(code, ns)
         self._remember_made(r)
-        if AUTOGRAD_CALLS:
-            return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
+        if asked_before or AUTOGRAD_CALLS:
+            return {"kind": "autograd", "call": (asked_before or AUTOGRAD_CALLS)[0]}, []
         if error is not None:
             return _raised(error), []
         if not graded:
@@ -192,6 +203,41 @@ class Session:
         if unit.exercise == 4:
             return _call_manual_backward(ns, self.replays[r], self.meta)
         return _read_answer(ns, unit.answer)
+
+    def probe(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
+        """The grader's rule probe: run header["cells"] in order on one replay, like graded jobs, but with the
+        gradients named in header["override"] replaced by the arrays that came with the job (random ones), and
+        send back the last cell's answer. The earlier cells are those that start the unit's gradient (the lecture's
+        `dcounts = ...` in one cell, `dcounts += ...` in a later one), so their part follows the same upstream.
+
+        It runs in a throwaway state: tensors are cloned, the replay's namespace and records are put back after,
+        and the override is never stored as a reference, so the units graded after see nothing of the probe."""
+        r = int(header["replay"])
+        override = {name: torch.from_numpy(a.copy()) for name, a in zip(header["override"], arrays)}
+        ns, made, injected = self.namespaces[r], self.made[r], self.injected[r]
+        saved_ns = dict(ns)
+        ns.update({k: v.clone() for k, v in ns.items() if isinstance(v, torch.Tensor)})
+        self.made[r] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in made.items()
+                        if k != header["answer"]}  # the unit's own answer from its graded run is no partial
+        try:
+            outcome, answers = {"kind": "invalid", "message": "nothing to run"}, []
+            for cell in header["cells"]:
+                job = Job(cell["unit"], cell["answer"], 1)
+                try:
+                    code = compile(cell["source"], f"<answer cell {job.grade_id}>", "exec")
+                except (SyntaxError, ValueError) as error:
+                    return {"outcomes": [_raised(error)]}, []
+                upstream = {name: (override[name] if name in override else self.references[r][name]).clone()
+                            for name in cell["upstream"] if name in override or name in self.references[r]}
+                prelude = _compile_definitions(cell.get("prelude", ()), job.grade_id)
+                outcome, answers = self._run_on_replay(job, code, r, upstream, True, prelude)
+                if outcome.get("kind") != "answer":
+                    break
+            return {"outcomes": [outcome]}, answers
+        finally:
+            ns.clear()
+            ns.update(saved_ns)
+            self.made[r], self.injected[r] = made, injected
 
     def _remember_made(self, r: int) -> None:
         ns, injected = self.namespaces[r], self.injected[r]
@@ -208,6 +254,20 @@ class Job:
     exercise: int
 
 
+@contextlib.contextmanager
+def default_dtype_of(values: dict[str, torch.Tensor]):
+    """Torch's default dtype set to the replay's while a cell runs on it: float64 on the grader's stress replay
+    (its values are float64), so `torch.zeros(n, 27)` or `torch.tensor(0.5)` in the cell is float64 like the
+    inputs, and float32 elsewhere, as in the notebook. The previous default comes back afterwards, whatever the
+    cell did, so a cell's `torch.set_default_dtype` reaches neither the other replays nor the grader's code."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64 if values["W1"].dtype == torch.float64 else torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def replay_variables(values: dict[str, torch.Tensor], meta: Meta) -> dict:
     """What a cell sees: fresh float32 copies of the replay's tensors (so a cell that changes one in
     place cannot spoil later units), the notebook's constants, torch and F."""
@@ -215,6 +275,58 @@ def replay_variables(values: dict[str, torch.Tensor], meta: Meta) -> dict:
     n = values["Xb"].shape[0]
     fresh.update(torch=torch, F=F, n=n, batch_size=n, n_hidden=values["W1"].shape[1], **meta.constants)
     return fresh
+
+
+def notebook_stand_ins() -> dict:
+    """The notebook's helpers that an answer cell may call to look at its work (`check("probs")`, `progress()`,
+    `hint("probs")`, `show_graph()`, ...): here they do nothing and return None, so such a call costs no point.
+    The real ones compare with autograd, which a replay does not have. `finite_difference` stays forbidden (the
+    static scan reports it): calling it here counts as asking for the gradient. `plt` and `display` absorb plots."""
+    def does_nothing(*args, **kwargs):
+        return None
+
+    def finite_difference(*args, **kwargs):
+        AUTOGRAD_CALLS.append("finite_difference")
+        raise AutogradBlocked("finite_difference is disabled while grading: derive the gradient by hand")
+
+    helpers = ("check", "progress", "hint", "show_graph", "draw_progress", "check_backward", "display")
+    return {**{name: does_nothing for name in helpers}, "finite_difference": finite_difference,
+            "plt": _Ignored()}
+
+
+class _Ignored:
+    """Stands in for matplotlib.pyplot: `plt.imshow(dlogits)`, `plt.figure(figsize=(8, 8))` do nothing."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
+
+
+def _compile_definitions(sources, grade_id: str) -> list:
+    """The definitions from the student's added cells (one statement each, chosen by the grader's
+    definitions.py), compiled; one that does not compile alone is left out."""
+    compiled = []
+    for source in sources:
+        try:
+            compiled.append(compile(str(source), f"<a cell you added, before {grade_id}>", "exec"))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    return compiled
+
+
+def _run_definitions(prelude: list, ns: dict, fresh: dict) -> list[str]:
+    """Run the added cells' definitions in the replay's namespace; return what they asked of autograd.
+
+    One that raises is skipped, as its name would be missing in the notebook too (the answer that uses it says
+    so). The replay's own variables are put back afterwards: an added cell's `h = 1e-3` must not replace the
+    replay's h."""
+    asked = []
+    for code in prelude:
+        _execute(code, ns)
+        asked += AUTOGRAD_CALLS
+    ns.update(fresh)
+    return asked
 
 
 def _execute(code, ns: dict) -> BaseException | None:

@@ -1,0 +1,136 @@
+"""The rule probe: does a right Exercise 1 answer follow its local rule, or is it right by luck?
+
+A few wrong answers give the right numbers on every input, because a gradient they lean on is exactly 0
+(units.Unit.zero_because): `dlogits = dnorm_logits.clone()` (the branch through logit_maxes left out),
+dlogit_maxes with its sign flipped, zeros written for dlogit_maxes or db1. The replays cannot tell them from
+right answers. The probe can: it runs the cell once more, on one replay, with the upstream gradients of the
+unit's consumers replaced by random ones (every other injected gradient stays true), and compares the answer
+with the sum of the table's shares on those random upstreams, as the local rule would give.
+
+- the answer follows the random upstreams: the rule is followed, fine;
+- the answer is what it was with the true upstreams: the cell does not read them (Exercise 2's formula written in
+  Exercise 1, say), which is a right answer too, except zeros written for a gradient that is 0;
+- anything else is right by luck, explained in one line from the table.
+
+Trusted side: the random upstreams and the expected answer are made here, in float64; the worker only runs the
+cell and sends back numbers, which only this module judges. The probe can add a note to a right answer, never
+points.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backprop_ninja import model, units
+from backprop_ninja.grade import evidence
+from backprop_ninja.grade.compare import ATOL
+
+PROBE_SEED = 9003  # fixed: a unit's probe is the same in every grading, so a verdict can be reproduced
+# Which of Exercise 1's replays the probe reuses: the notebook's own run, always first in the plan and free of the
+# ties and extreme values that stress replays are built to have (a tie would make the argmax branch ambiguous).
+PROBE_REPLAY = 0
+
+_BY_VAR = {u.var: u for u in units.EXERCISE_1}
+
+
+def probed(unit: units.Unit) -> bool:
+    """Exercise 1 units with a consumer whose gradient can be replaced. dlogprobs's only consumer is the loss,
+    whose gradient is the number 1: there is no upstream to vary, so it has no probe."""
+    return unit.exercise == 1 and any(c != "loss" for c in unit.consumers)
+
+
+@dataclass
+class Probe:
+    unit: units.Unit
+    upstream: dict[str, torch.Tensor]  # "d<consumer>" -> the random float32 gradient sent to the worker
+    shares: dict[str, np.ndarray]      # consumer -> its share of the gradient on the random upstreams (float64)
+    expected: np.ndarray               # the sum of the shares: what the local rule gives
+    scale: float                       # the tolerance's scale on the probe (as evidence.tolerance_scale)
+
+
+def make_probe(unit: units.Unit, replay: model.Replay) -> Probe:
+    """Random upstreams for `unit`'s consumers on `replay` (whose reference gradients must be filled)."""
+    generator = torch.Generator().manual_seed(PROBE_SEED + units.EXERCISE_1.index(unit))
+    true = {c: replay.grads[c] for c in unit.consumers}
+    # As large as the numbers the answer is normally made of, so rounding stays where the tolerance expects it;
+    # never tied to the consumer's own size, which is ~0 for dlogit_maxes.
+    size = evidence.tolerance_scale(replay.grads[unit.var], true)
+    random = {c: (torch.randn(g.shape, generator=generator, dtype=torch.float64) * size).float()
+              for c, g in true.items()}
+    exact = {c: r.double() for c, r in random.items()}  # the float32 numbers the cell gets, in float64
+    v = evidence.share_namespace(replay.values64, {**replay.grads, **exact}, replay.n)
+    shares = {c: share(v).detach().double().numpy() for c, share in unit.shares.items()}
+    expected = sum(shares.values())
+    scale = evidence.tolerance_scale(torch.from_numpy(expected), exact)
+    return Probe(unit, {"d" + c: r for c, r in random.items()}, shares, expected, scale)
+
+
+def binds(source: str, name: str) -> bool:
+    """Whether a cell assigns `name` (`name = ...`, `name += ...`): an earlier cell that does starts the gradient a
+    later cell finishes, so the probe must replay it on the same random upstreams."""
+    return name in _assigned_names(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _assigned_names(source: str) -> frozenset[str]:
+    """The names a cell assigns; parsed once per cell, since every later unit's probe asks about every earlier cell."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return frozenset()
+    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store))
+
+
+def luck(probe: Probe, on_probe: np.ndarray | None, on_true: np.ndarray, true_scale: float) -> str | None:
+    """None if the answer follows its rule (or never reads its upstream); else why it is right by luck.
+
+    on_probe: the answer with the random upstreams (None when the probe gave no answer: then there is no evidence
+    and nothing is said); on_true: the answer on the same replay with the true upstreams; true_scale: that
+    replay's tolerance scale for the unit."""
+    if on_probe is None or on_probe.shape != probe.expected.shape or not np.isfinite(on_probe).all():
+        return None
+    if _close(on_probe, probe.expected, probe.scale):
+        return None
+    wrote_zeros = not np.any(on_true)
+    if _close(on_probe, on_true, true_scale) and not wrote_zeros:
+        return None  # it does not read the upstream: a formula from further up (Exercise 2's, say) is right
+    return explain(probe, on_probe, wrote_zeros)
+
+
+def explain(probe: Probe, answer: np.ndarray, wrote_zeros: bool) -> str:
+    """One line from the table: which rule is not followed, and why the value matched all the same."""
+    unit, name = probe.unit, probe.unit.answer
+    if wrote_zeros:
+        return f"{name} is written as zeros instead of following its rule; {_only_because(unit.var)}"
+    if unit.zero_because and _close(answer, -probe.expected, probe.scale):
+        return f"the sign of {name} is flipped; {_only_because(unit.var)}"
+    for consumer, share in probe.shares.items():
+        if not _zero_because(consumer):
+            continue
+        if _close(answer, probe.expected - share, probe.scale):
+            return f"the branch through {consumer} is missing; {_only_because(consumer)}"
+        if _close(answer, probe.expected - 2 * share, probe.scale):
+            return f"the branch through {consumer} has its sign flipped; {_only_because(consumer)}"
+    upstream = ", ".join(probe.upstream)
+    line = (f"{name} matches here, but it does not follow the local rule: with other values of {upstream} it "
+            f"does not give the sum of its branches")
+    zero = next((v for v in (unit.var, *unit.consumers) if _zero_because(v)), None)
+    return f"{line}; {_only_because(zero)}" if zero else line
+
+
+def _zero_because(var: str) -> str:
+    unit = _BY_VAR.get(var)
+    return unit.zero_because if unit is not None else ""
+
+
+def _only_because(var: str) -> str:
+    return f"it only works because d{var} is exactly 0 here: {_zero_because(var)}"
+
+
+def _close(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
+    """Equal up to the grader's rounding tolerance (compare.ATOL of the scale), as a right answer is judged."""
+    return a.shape == b.shape and bool(np.abs(a - b).max(initial=0.0) <= ATOL * scale)
