@@ -61,6 +61,7 @@ c.EngineVerdicts.isolation = "required"
 # An Exercise 1 answer right by luck (it skips its local rule and only matches because a gradient is exactly 0, as
 # the rule probe shows) keeps its points by default, with a note; True gives it 0 points (docs/grader.md).
 c.EngineVerdicts.strict_rules = False
+c.EngineVerdicts.shape = "strict"  # "lenient": size-1 dimensions may differ in intermediates' gradients
 
 # Deleted or metadata-stripped test cells are put back from the gradebook and graded, instead of scoring 0 quietly.
 c.OverwriteCells.add_missing_cells = True

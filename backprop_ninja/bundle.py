@@ -43,7 +43,7 @@ def _name(requirement: str) -> str:
     return requirement.strip().lower().replace("_", "-")
 
 
-def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = False) -> Path:
+def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = False, shape: str = "strict") -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "autograder.zip"
@@ -55,7 +55,7 @@ def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = 
     for path in sorted(PACKAGE_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and path != POLICY_FILE:
             entries.append((path.relative_to(repo).as_posix(), path.read_bytes(), False))
-    policy = json.dumps({"strict_rules": bool(strict_rules)}) + "\n"
+    policy = json.dumps({"strict_rules": bool(strict_rules), "shape": shape}) + "\n"
     entries.append((POLICY_FILE.relative_to(repo).as_posix(), policy.encode(), False))
     temp = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -104,16 +104,18 @@ def _grade_isolated(notebook: Path) -> dict:
     with isolation.start(isolation.REQUIRED) as launcher:  # leaving it ends every process that ran student code
         from backprop_ninja.grade.engine import grade_notebook
 
-        result = grade_notebook(notebook, launcher=launcher, strict_rules=_strict_rules())
+        policy = _policy()
+        result = grade_notebook(notebook, launcher=launcher, strict_rules=bool(policy.get("strict_rules", False)),
+                                shape=policy.get("shape", "strict"))
     return to_gradescope(result)
 
 
-def _strict_rules() -> bool:
-    """The bundle's rule policy (POLICY_FILE); lenient when the file is absent (a bundle built before it existed)."""
+def _policy() -> dict:
+    """The bundle's grading policies (POLICY_FILE); the defaults when the file is absent (an older bundle)."""
     try:
-        return bool(json.loads(POLICY_FILE.read_text(encoding="utf-8")).get("strict_rules", False))
+        return json.loads(POLICY_FILE.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return False
+        return {}
 
 
 def validate_results(data: dict) -> None:
@@ -165,11 +167,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write autograder.zip")
     parser.add_argument("--strict-rules", action="store_true",
                         help="Exercise 1 answers right by luck earn no points (default: they keep them, with a note)")
+    parser.add_argument("--shape", choices=["strict", "lenient"], default="strict",
+                        help="lenient: an intermediate's gradient off only by size-1 dimensions earns its points "
+                             "(default strict)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules)
+        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules, shape=args.shape)
     except (OSError, ValueError) as error:
         print(f"bundle: {error}", file=sys.stderr)
         return 1

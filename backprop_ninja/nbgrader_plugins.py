@@ -29,6 +29,7 @@ from traitlets import Bool, Enum
 
 from backprop_ninja.grade import isolation
 from backprop_ninja.grade.isolation import OFF, REQUIRED
+from backprop_ninja.grade.verdict import SHAPE_POLICIES, STRICT_SHAPE
 
 if TYPE_CHECKING:  # the grader is imported lazily below: it imports torch, which nbgrader's other commands never need
     from backprop_ninja.grade.verdict import SubmissionResult
@@ -120,6 +121,11 @@ class EngineVerdicts(NbGraderPreprocessor):
         "because a gradient is exactly 0, as the grader's rule probe shows) keeps its points, and its test cell says "
         "why the value matched. True: it earns no points.")).tag(config=True)
 
+    shape = Enum(list(SHAPE_POLICIES), default_value=STRICT_SHAPE, help=(
+        "'strict' (the default): a gradient must have its variable's shape. 'lenient': an intermediate's gradient "
+        "that is right in value and differs only by size-1 dimensions earns its points, with the shape message; "
+        "parameters must always match.")).tag(config=True)
+
     def isolation_choice(self) -> tuple[str, str]:
         """(mode, why it is off)."""
         if os.environ.get(NO_ISOLATION_VAR, "") not in ("", "0"):
@@ -137,7 +143,8 @@ class EngineVerdicts(NbGraderPreprocessor):
             with tempfile.TemporaryDirectory(prefix="backprop-ninja-submission-") as folder:
                 path = Path(folder) / "submission.ipynb"
                 path.write_text(nbformat.writes(nb))
-                result = engine.grade_notebook(path, launcher=launcher, strict_rules=self.strict_rules)
+                result = engine.grade_notebook(path, launcher=launcher, strict_rules=self.strict_rules,
+                                               shape=self.shape)
         except isolation.IsolationUnavailable as error:
             raise isolation.IsolationUnavailable(f"{error} In nbgrader: {GRADING_FIX}.") from None
         resources[STATE_KEY] = GradedSubmission(result, launcher.isolated, unisolated_because)

@@ -43,6 +43,12 @@ class Submission:
         return {u.grade_id: self.expected.get(u.grade_id, Expect(OK)).status for u in units.UNITS}
 
 
+def _solution(grade_id: str) -> str:
+    from backprop_ninja.assign import solution_cells
+
+    return solution_cells()[grade_id]
+
+
 def wrong(*words: str) -> Expect:
     return Expect(WRONG, words)
 
@@ -369,7 +375,22 @@ CORPUS: tuple[Submission, ...] = (
                {"ex3_hprebn": wrong("factor 2")}),
     Submission("ex4_W2_transposed", "mistake",
                {"ex2_logits": EX2_HELPER, "ex4_backward": EX4_W2_TRANSPOSED},
-               {"ex4_backward": wrong("dW2", "transposed")}),
+               {"ex4_backward": wrong("dW2", "transposed", "look at the line that computes dW2 itself")}),
+
+    # ---- issue 9.5: where the mistake is ----
+    Submission("ex4_bessel_dropped", "mistake",
+               {"ex4_backward": _solution("ex4_backward").replace("n / (n - 1) * bnraw", "bnraw")},
+               {"ex4_backward": wrong("dW2, db2, dbngain, dbnbias", "are right", "dW1", "dC",
+                                      "between hpreact and hprebn (the batchnorm backward)")}),
+    Submission("bndiff_given_dbnraw", "mistake",
+               {"ex1_bndiff": "dbndiff = dbnraw.clone()"},
+               {"ex1_bndiff": wrong("equals the gradient of `bnraw`")}),
+    Submission("probs_forward_value_for_the_gradient", "mistake",
+               {"ex1_probs": "dprobs = (1.0 / probs) * logprobs"},
+               {"ex1_probs": wrong("forward value `logprobs` where its gradient `dlogprobs` belongs")}),
+    Submission("ex2_minus_one_forgotten", "mistake",
+               {"ex2_logits": "dlogits = F.softmax(logits, 1) / n"},
+               {"ex2_logits": wrong("correct characters")}),
 
     # ---- issue 9.2/9.4: near-misses ----
     # Off by so little that the ordinary replays may pass them: the stress replay (a batchnorm column of tiny

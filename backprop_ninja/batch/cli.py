@@ -31,6 +31,7 @@ def run_from_args(args) -> int:
     limits["isolation"] = "off" if getattr(args, "no_isolation", False) else "required"
     # Part of the resume key like the limits: switching the rule policy regrades (right by luck changes points).
     limits["strict_rules"] = bool(getattr(args, "strict_rules", False))
+    limits["shape"] = getattr(args, "shape", None) or "strict"  # the shape policy too
     watchdog = max(DEFAULT_WATCHDOG_SECONDS, 2 * limits.get("total_timeout", 0))
     try:
         summary = run.run_batch(source, Path(args.out), getattr(args, "jobs", None), limits=limits,

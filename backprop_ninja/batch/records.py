@@ -54,7 +54,8 @@ def make_record(sub: Submission, key: str, version: str, content_hash: str, run_
         "student_id": sub.student_id, "source": sub.source, "submission_sha256": content_hash,
         "grader_version": version, "key": key, "run_id": run_id, "error": result.get("error"),
         "execution_time": result.get("execution_time", 0.0), "isolation": result.get("isolation", ""),
-        "rules": result.get("rules", ""), "verdicts": verdicts, "units": [list(u) for u in units],
+        "rules": result.get("rules", ""), "shape": result.get("shape", ""), "verdicts": verdicts,
+        "units": [list(u) for u in units],
     }
 
 

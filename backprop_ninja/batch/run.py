@@ -54,6 +54,7 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
     limits = dict(limits or {})
     limits.setdefault("isolation", "required")  # part of the resume key: switching it regrades
     limits.setdefault("strict_rules", False)    # the rule policy too (engine.apply_rule_policy)
+    limits.setdefault("shape", "strict")        # and the shape policy (engine.apply_shape_policy)
     with resume.exclusive_lock(state / "lock", out_dir):
         resume.remove_partial_files(out_dir)
         subs = discover(Path(source), state, id_pattern)

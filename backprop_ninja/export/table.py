@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import textwrap
 
-from backprop_ninja.grade.verdict import STRICT_RULES, SubmissionResult
+from backprop_ninja.grade.verdict import LENIENT_SHAPE, STRICT_RULES, SubmissionResult
 
 MESSAGE_WIDTH = 100
 
@@ -36,6 +36,8 @@ def format_table(result: SubmissionResult) -> str:
         lines.append(f"not graded: {result.error}")
     if result.rules == STRICT_RULES:
         lines.append("strict rule policy: answers right by luck earn no points")
+    if result.shape == LENIENT_SHAPE:
+        lines.append("lenient shape policy: intermediates' gradients off only by size-1 dimensions earn their points")
     if result.isolation:
         lines.append(f"student code ran isolated: {result.isolation}" if not result.isolation.startswith("none")
                      else f"student code ran WITHOUT isolation: {result.isolation}")

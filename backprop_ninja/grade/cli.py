@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from backprop_ninja.grade.verdict import SubmissionResult
+from backprop_ninja.grade.verdict import SHAPE_POLICIES, STRICT_SHAPE, SubmissionResult
 
 EXIT_GRADED = 0
 EXIT_NOT_GRADED = 2
@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an Exercise 1 answer that is right by luck (the rule probe shows it skips its local "
                              "rule, and only matches because a gradient is exactly 0) earns no points; by default "
                              "it keeps them, with a note saying why the value matched. Recorded in every result")
+    parser.add_argument("--shape", choices=SHAPE_POLICIES, default=STRICT_SHAPE,
+                        help="'strict' (the default): a gradient must have its variable's shape. 'lenient': an "
+                             "intermediate's gradient that is right in value and differs only by size-1 dimensions "
+                             "((64,) for (1, 64), the lecture's dbnmeani) earns its points, with the shape message; "
+                             "parameters must always match. Recorded in every result")
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 
     add_batch_arguments(parser)
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         with launcher:
             result = grade_one(args.notebook, args.out, unit_timeout=args.unit_timeout,
                                total_timeout=args.total_timeout, launcher=launcher,
-                               strict_rules=args.strict_rules)
+                               strict_rules=args.strict_rules, shape=args.shape)
     except FileNotFoundError as error:  # names.txt is not set up: the grader's problem, not the notebook's
         print(f"backprop-ninja grade: {error}", file=sys.stderr)
         return EXIT_NOT_GRADED

@@ -39,6 +39,7 @@ class Check:
     mistake: str | None           # the diagnosis, a sentence for the student (None when ok)
     kind: str | None = None       # its class, a key of diagnose.MISTAKES (None when ok)
     near: bool = False            # wrong, but nowhere by more than NEAR_MISS times the tolerance
+    size1_only: bool = False      # the shape differs only by size-1 dimensions, and the values are right
 
 
 # An answer off by at most this many times the tolerance is "nearly right" on that replay: what decides it is then
@@ -86,7 +87,9 @@ def check_answer(answer: np.ndarray, ev: Evidence, unit: units.Unit, name: str |
 
     if a.shape != ref.shape:
         found = diagnose.diagnose_shape(a, ref, ev.clues())
-        return Check(False, False, None, None, prefix + found.message, found.kind)
+        size1_only = (differs_by_size1_dims(a.shape, ref.shape) and bool(np.isfinite(a).all())
+                      and bool((np.abs(a.reshape(ref.shape) - ref) <= tolerance(ev, a)).all()))
+        return Check(False, False, None, None, prefix + found.message, found.kind, size1_only=size1_only)
     diff = np.abs(a - ref)
     finite = np.isfinite(a)
     mismatch = ~finite | (diff > tolerance(ev, a))
@@ -114,6 +117,22 @@ def _tiny_variance_words(mismatch: np.ndarray, ev: Evidence) -> str | None:
         return None
     return (f"far off in column {column}, the batchnorm column whose variance is tiny, and close elsewhere: is the "
             f"epsilon added to the variance in the forward pass (bnvar + eps) missing from your derivative?")
+
+
+def differs_by_size1_dims(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether one shape is the other with some size-1 dimensions inserted, in order: (64,) and (1, 64), (n,) and
+    (n, 1); not (64, 1) and (1, 64), which broadcast differently."""
+    longer, shorter = (tuple(shape), tuple(target)) if len(shape) > len(target) else (tuple(target), tuple(shape))
+    if len(longer) == len(shorter):
+        return False
+    rest = iter(shorter)
+    expected = next(rest, None)
+    for size in longer:
+        if size == expected:
+            expected = next(rest, None)
+        elif size != 1:
+            return False
+    return expected is None
 
 
 def merge_checks(checks: dict[str, Check]) -> Check:

@@ -21,8 +21,9 @@ import torch
 from backprop_ninja import model, units
 from backprop_ninja.grade import compare, definitions, evidence, extract, isolation, probe, sandbox, static
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
-from backprop_ninja.grade.verdict import (CRASHED, ERROR, LENIENT_RULES, MISSING, OK, RIGHT_BY_LUCK, STRICT_RULES,
-                                          TIMEOUT, USES_AUTOGRAD, WRONG, SubmissionResult, Verdict)
+from backprop_ninja.grade.verdict import (CRASHED, ERROR, LENIENT_RULES, LENIENT_SHAPE, MISSING, OK, RIGHT_BY_LUCK,
+                                          SHAPE_POLICIES, STRICT_RULES, STRICT_SHAPE, TIMEOUT, USES_AUTOGRAD, WRONG,
+                                          SubmissionResult, Verdict)
 
 # (seed, n) of the replays: the notebook's own run first, then fresh batches of 32, 17 and 50 rows. The fresh
 # seeds here are examples (tests use them); every grading draws its own, see replay_plans.
@@ -60,10 +61,15 @@ def shared_launcher() -> isolation.Launcher:
 
 def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
                    memory_limit_bytes: int = MEMORY_LIMIT, launcher: isolation.Launcher | None = None,
-                   check_environment: bool = True, strict_rules: bool = False) -> SubmissionResult:
+                   check_environment: bool = True, strict_rules: bool = False,
+                   shape: str = STRICT_SHAPE) -> SubmissionResult:
     """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds;
     raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade.
-    strict_rules: an answer right by luck (probe.py) earns no points; by default it keeps them, with a note."""
+    strict_rules: an answer right by luck (probe.py) earns no points; by default it keeps them, with a note.
+    shape: "lenient" accepts an intermediate's gradient whose shape differs only by size-1 dimensions (see
+    apply_shape_policy); "strict", the default, does not."""
+    if shape not in SHAPE_POLICIES:
+        raise ValueError(f"shape policy {shape!r}: choose one of {', '.join(SHAPE_POLICIES)}")
     launcher = launcher or shared_launcher()
     limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
     canary = _start_canary(launcher, limits, unit_timeout, total_timeout) if check_environment else None
@@ -76,6 +82,7 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
         result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout)
         result.submission = str(path)
     apply_rule_policy(result, strict_rules)
+    apply_shape_policy(result, shape)
     result.execution_time = time.monotonic() - started
     if canary is not None:
         canary.result()  # raises EnvironmentProblem: no verdict leaves before the reference answers scored full
@@ -342,8 +349,6 @@ class _Runner:
                 outcomes[unit.grade_id] = _Failure(TIMEOUT, _out_of_total_time())
                 continue
             outcomes[unit.grade_id] = self._grade(index, unit)
-            if probe.probed(unit) and _answered(outcomes[unit.grade_id]) and time.monotonic() < self.deadline:
-                self.probes[unit.grade_id] = self._probe(index, unit)
         if self.worker:
             self.worker.kill()
         return outcomes
@@ -361,6 +366,10 @@ class _Runner:
         arrays = [u[name].detach().contiguous().numpy() for u, names in zip(upstream, new) for name in names]
         header = {**_job(unit), "mode": "graded", "source": self.answers[unit.grade_id], "replays": self.indices,
                   "upstream": [list(u) for u in upstream], "new": new, **self._prelude(unit)}
+        made = None
+        if probe.probed(unit):  # in the same job, to save a round trip per unit: the worker runs it last
+            made, header["probe"], probe_arrays = self._probe_job(index, unit)
+            arrays += probe_arrays
         self.sent.update(name for names in new for name in names)
         self.worker_saw_references |= bool(self.sent)
         try:
@@ -369,31 +378,25 @@ class _Runner:
             self._drop_worker()
             self.skip.add(unit.grade_id)
             return self._failure(failure)
+        if made is not None and isinstance(reply.get("probe"), dict):
+            answered = reply["probe"].get("kind") == "answer" and len(answer_arrays) == len(self.indices) + 1
+            self.probes[unit.grade_id] = (made, answer_arrays[-1] if answered else None)
+            answer_arrays = answer_arrays[:-1] if answered else answer_arrays
         return reply, answer_arrays
 
-    def _probe(self, index: int, unit: units.Unit) -> tuple[probe.Probe, np.ndarray | None]:
-        """One more run of the unit's cell, in the same worker, on one replay, with random upstreams for its
-        consumers (probe.py). Earlier cells that start this gradient run first, on the same upstreams. The worker
-        runs it in a throwaway state and stores nothing of it; a probe that fails is no evidence (None)."""
+    def _probe_job(self, index: int, unit: units.Unit) -> tuple[probe.Probe, dict, list[np.ndarray]]:
+        """The rule probe's part of a graded job (probe.py): one more run of the unit's cell on one replay, with
+        random upstreams for its consumers, after earlier cells that start this gradient, on the same upstreams.
+        The worker runs it only if the cell answered on every replay, in a throwaway state, and stores nothing of
+        it; a probe that fails is no evidence."""
         replay = self.replays[probe.PROBE_REPLAY]
         made = probe.make_probe(unit, replay)
         starters = [u for u in self.jobs[:index] if u.exercise == 1 and u.grade_id not in self.skip
                     and probe.binds(self.answers[u.grade_id], unit.answer)]
         cells = [{**_job(u), "source": self.answers[u.grade_id], "upstream": list(evidence.upstream_for(u, replay)),
                   **self._prelude(u)} for u in starters + [unit]]
-        header = {**_job(unit), "mode": "probe", "replay": self.indices[probe.PROBE_REPLAY], "cells": cells,
-                  "override": list(made.upstream)}
-        arrays = [t.contiguous().numpy() for t in made.upstream.values()]
-        try:
-            reply, answer_arrays = self.worker.request(header, arrays, self._deadline())
-        except sandbox.WorkerFailure:
-            self._drop_worker()  # the next unit starts a fresh worker; this cell stays in the history
-            return made, None
-        outcomes = reply.get("outcomes")
-        if not (isinstance(outcomes, list) and len(outcomes) == 1 and isinstance(outcomes[0], dict)
-                and outcomes[0].get("kind") == "answer" and len(answer_arrays) == 1):
-            return made, None
-        return made, answer_arrays[0]
+        header = {"replay": self.indices[probe.PROBE_REPLAY], "cells": cells, "override": list(made.upstream)}
+        return made, header, [t.contiguous().numpy() for t in made.upstream.values()]
 
     def _fresh_worker(self, index: int) -> None:
         """Start a worker and re-run the earlier cells in it; a cell that fails here is skipped from now on."""
@@ -457,14 +460,6 @@ class _Runner:
                                  f"graded without this cell")
 
 
-def _answered(outcome) -> bool:
-    """Whether a graded job came back with an answer on every replay (only then is a probe worth its run)."""
-    if isinstance(outcome, _Failure):
-        return False
-    reply, _ = outcome
-    return all(isinstance(item, dict) and item.get("kind") == "answer" for item in reply.get("outcomes", [None]))
-
-
 def _job(unit: units.Unit) -> dict:
     return {"unit": unit.grade_id, "answer": unit.answer, "exercise": unit.exercise}
 
@@ -511,8 +506,9 @@ def _judge(unit: units.Unit, outcome, proofs: list, plan: list[tuple[int, int]])
     diffs = [c.max_diff for c in checks if c.max_diff is not None]
     first_failing = next((c for c in checks if not c.ok), None)
     mismatch = first_failing.mismatch if first_failing is not None else None
+    shape_only = not ok and all(c.ok or c.size1_only for c in checks)
     return _verdict(unit, OK if ok else WRONG, message, exact=checks[0].exact, max_diff=max(diffs, default=None),
-                    mismatch=downsample(mismatch) if mismatch is not None else None)
+                    mismatch=downsample(mismatch) if mismatch is not None else None, shape_only=shape_only)
 
 
 def _without_float64_only_failures(per_replay: list[dict], proofs: list, plan: list):
@@ -602,6 +598,23 @@ def apply_rule_policy(result: SubmissionResult, strict: bool) -> SubmissionResul
                 verdict.status, verdict.points = RIGHT_BY_LUCK, 0
                 verdict.message = (f"right by luck, which earns no points under the strict rule policy: "
                                    f"{verdict.note}")
+    return result
+
+
+def apply_shape_policy(result: SubmissionResult, shape: str) -> SubmissionResult:
+    """Strict (the default): a gradient must have its variable's shape, since a (64,) where (1, 64) belongs
+    broadcasts differently wherever it is used next. Lenient: an intermediate's gradient that is right in value and
+    differs only by size-1 dimensions earns its points, with the shape message kept. Never a parameter's (Exercise 1
+    or 4): parameters are updated in place, so their gradients' shapes must match exactly."""
+    result.shape = shape
+    if shape != LENIENT_SHAPE:
+        return result
+    for verdict in result.verdicts:
+        unit = units.BY_ID.get(verdict.unit)
+        if verdict.status == WRONG and verdict.shape_only and unit is not None and unit.exercise != 4 \
+                and unit.var not in model.PARAMETER_NAMES:
+            verdict.status, verdict.points = OK, verdict.max_points
+            verdict.message = f"right in value; accepted under the lenient shape policy, though: {verdict.message}"
     return result
 
 

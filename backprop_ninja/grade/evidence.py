@@ -5,6 +5,7 @@ Built in the grader process only, after the child that runs student code has bee
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
@@ -20,7 +21,7 @@ class Evidence:
     """Everything compare.py needs about one unit on one replay (all numpy, float64)."""
 
     reference: np.ndarray             # autograd's gradient for this unit on this replay
-    shares: dict[str, np.ndarray]     # consumer -> this variable's share (from units.Unit.shares)
+    make_shares: Callable[[], dict]   # -> consumer -> this variable's share (units.Unit.shares): see `shares`
     scale: float                      # magnitude the tolerance is relative to: see docs/tolerances.md
     n: int                            # batch size of the replay
     argmax_mask: np.ndarray | None    # units tagged "argmax": True at logits.argmax(1) of each row
@@ -30,6 +31,11 @@ class Evidence:
     more_clues: Callable[[], dict] | None = None
     variant: str = model.PLAIN        # the replay's model.VARIANTS: those in float64 set the tolerance (compare.py)
     tiny_column: int | None = None    # on the stress replay, the last-axis position of the tiny-variance column
+
+    @functools.cached_property
+    def shares(self) -> dict[str, np.ndarray]:
+        """Computed when first asked for: most answers are right, and a right answer needs only the reference."""
+        return self.make_shares()
 
     def clues(self) -> diagnose.Clues:
         more = self.more_clues() if self.more_clues is not None else {}
@@ -59,8 +65,10 @@ def tolerance_scale(reference: torch.Tensor, upstream: dict[str, torch.Tensor]) 
 
 
 def unit_evidence(unit: units.Unit, replay: model.Replay, reference: torch.Tensor) -> Evidence:
-    v = share_namespace(replay.values64, replay.grads, replay.n)
-    shares = {c: share(v).detach().double().numpy() for c, share in unit.shares.items()}
+    def shares() -> dict[str, np.ndarray]:
+        v = share_namespace(replay.values64, replay.grads, replay.n)
+        return {c: share(v).detach().double().numpy() for c, share in unit.shares.items()}
+
     row = _DIAGNOSTIC_TABLE[unit.var]
     mask = None
     if row["argmax"]:
@@ -68,7 +76,7 @@ def unit_evidence(unit: units.Unit, replay: model.Replay, reference: torch.Tenso
         mask = torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).bool().numpy()
     return Evidence(
         reference=reference.detach().double().numpy(),
-        shares=shares,
+        make_shares=shares,
         scale=tolerance_scale(reference.double(), upstream_gradients(unit, replay.grads)),
         n=replay.n,
         argmax_mask=mask,

@@ -19,6 +19,10 @@ STATUSES = (OK, WRONG, ERROR, MISSING, USES_AUTOGRAD, TIMEOUT, CRASHED, RIGHT_BY
 # The rule policies (SubmissionResult.rules): what a right-by-luck answer earns.
 LENIENT_RULES = "lenient"      # the default: full points, and a note says why the value matched
 STRICT_RULES = "strict"        # --strict-rules: no points
+# The shape policies (SubmissionResult.shape): what an answer right in value but not in shape earns.
+STRICT_SHAPE = "strict"        # the default: the shape must be the variable's (keepdim matters when it is used)
+LENIENT_SHAPE = "lenient"      # --shape lenient: size-1 dimensions may differ, for intermediates (not parameters)
+SHAPE_POLICIES = (STRICT_SHAPE, LENIENT_SHAPE)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Verdict:
     max_diff: float | None = None
     mismatch: list | None = None  # bool matrix (2-D, at most 64x64): where the answer is off; positions only
     note: str | None = None    # right by luck: why the value matched though the rule is not followed (grade/probe.py)
+    shape_only: bool = False   # wrong only in shape: size-1 dimensions differ, the values are right on every replay
 
     @property
     def passed(self) -> bool:
@@ -49,6 +54,7 @@ class SubmissionResult:
     execution_time: float = 0.0
     isolation: str = ""        # how student code ran (isolation.Launcher.description); "none (...)" if unisolated
     rules: str = ""            # the rule policy graded under: LENIENT_RULES or STRICT_RULES ("" in older records)
+    shape: str = ""            # the shape policy graded under: STRICT_SHAPE or LENIENT_SHAPE ("" in older records)
 
     @property
     def score(self) -> float:
@@ -64,7 +70,7 @@ class SubmissionResult:
         fields = Verdict.__dataclass_fields__
         verdicts = [Verdict(**{k: v for k, v in item.items() if k in fields}) for item in data.get("verdicts", [])]
         return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0),
-                   data.get("isolation", ""), data.get("rules", ""))
+                   data.get("isolation", ""), data.get("rules", ""), data.get("shape", ""))
 
     def by_unit(self) -> dict[str, Verdict]:
         return {v.unit: v for v in self.verdicts}

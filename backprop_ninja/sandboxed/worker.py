@@ -149,10 +149,12 @@ class Session:
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
-        if header["mode"] == "probe":
-            return self.probe(header, arrays)
         unit = Job(header["unit"], header["answer"], header["exercise"])
         graded = header["mode"] == "graded"
+        probe = header.get("probe") if graded else None
+        if probe:  # the rule probe's random upstreams come last
+            cut = len(arrays) - len(probe["override"])
+            arrays, probe_arrays = arrays[:cut], arrays[cut:]
         indices = [int(r) for r in header.get("replays", range(len(self.replays)))]
         upstream = self._receive_references(header, arrays, indices)
         try:
@@ -168,6 +170,9 @@ class Session:
             if graded:
                 outcomes.append(outcome)
                 answers += arrays_r
+        if probe and all(o.get("kind") == "answer" for o in outcomes):
+            probed, probe_answers = self.probe({**probe, "answer": unit.answer}, probe_arrays)
+            return {"outcomes": outcomes, "probe": probed["outcomes"][0]}, answers + probe_answers
         return {"outcomes": outcomes}, answers
 
     def _receive_references(self, header: dict, arrays: list[np.ndarray],
@@ -216,7 +221,8 @@ class Session:
         override = {name: torch.from_numpy(a.copy()) for name, a in zip(header["override"], arrays)}
         ns, made, injected = self.namespaces[r], self.made[r], self.injected[r]
         saved_ns = dict(ns)
-        ns.update({k: v.clone() for k, v in ns.items() if isinstance(v, torch.Tensor)})
+        # the replay's own tensors come as fresh copies with every run (replay_variables): clone only the rest
+        ns.update({k: v.clone() for k, v in ns.items() if isinstance(v, torch.Tensor) and k not in self.replays[r]})
         self.made[r] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in made.items()
                         if k != header["answer"]}  # the unit's own answer from its graded run is no partial
         try:
