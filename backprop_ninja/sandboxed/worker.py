@@ -10,9 +10,10 @@ A job is one unit, in one of two modes:
 - "graded": reset the replay's variables, delete every gradient name (d<var>) and every name we
   injected before, inject the upstream gradients that came with the job, run the cell, and send
   the answer (float64 bytes) or what went wrong (exception type and message, no traceback);
+  A graded job may carry a "probe" (the grader's rule probe, Session.probe): once the cell answered on every
+  replay, one more run on one replay with some upstream gradients replaced by the grader's random ones (the job's
+  last arrays), in a throwaway copy of that replay's state; its answer comes after the others.
 - "history": just run the cell, as the notebook would, to rebuild helpers in a fresh worker.
-- "probe": the grader's rule probe (Session.probe): a graded run on one replay with some upstream gradients
-  replaced by the grader's random ones, in a throwaway copy of that replay's state.
   Nothing is injected and nothing is sent but "done".
 """
 from __future__ import annotations
