@@ -28,6 +28,7 @@ NOT_GRADED_CLASS = "not graded"   # the whole submission could not be graded
 # of grade/compare.py.
 MISTAKE_CLASSES = (
     # class          phrase in the report ("41 % <phrase> in dbnvar")     statuses         keywords
+    ("near-miss",    "were nearly right, but failed the stress replay",   ("wrong",),      ("nearly right",)),
     ("bessel",       "missed the Bessel factor (n vs n-1)",               ("wrong",),      ("bessel", "n/(n-1)", "(n-1)/n")),
     ("factor",       "are off by a constant factor",                      ("wrong",),      ("off by a factor", "constant factor")),
     ("sign",         "flipped the sign",                                  ("wrong",),      ("sign is flipped",)),
@@ -35,9 +36,11 @@ MISTAKE_CLASSES = (
     ("broadcast",    "forgot to sum over a broadcast axis",               ("wrong",),      ("sum over axis", "summed over axis", "sum should run")),
     ("shape",        "have the right values in the wrong shape",          ("wrong",),      ("keepdim", "reshape", "instead of")),
     ("argmax",       "are wrong at the argmax positions",                 ("wrong",),      ("argmax",)),
-    ("branch",       "missed a branch of a variable used twice",          ("wrong",),      ("branch",)),
+    ("branch",       "missed a branch of a variable used twice",          ("wrong",),      ("branch", "path through")),
     ("nan",          "produced NaN or inf",                               ("wrong",),      ("contains nan", "contains inf")),
     ("hard-coded",   "hard-coded the batch size or the notebook's run",   ("wrong",),      ("literal 32", "hard-coded")),
+    ("accumulate",   "assigned where repeated rows must add up (+=)",     ("wrong",),      ("appear more than once",)),
+    ("mix-up",       "used a forward value or another gradient instead",  ("wrong",),      ("forward value", "equals the gradient of")),
     ("values",       "have other wrong values",                           ("wrong",),      ()),
     ("missing",      "left it blank",                                     ("missing",),    ()),
     ("error",        "wrote code that raised an error",                   ("error",),      ()),

@@ -60,6 +60,15 @@ def results_dir(tmp_path):
     ("wrong", "contains NaN at 3 of 64 positions: look for a division by zero", "nan"),
     ("wrong", "right when the batch has 32 examples ...: it looks like a literal 32 where n belongs", "hard-coded"),
     ("wrong", "values differ at 7 of 2048 positions", "values"),
+    ("wrong", "wrong in 12 of 64 columns, right in the other 52", "values"),
+    ("wrong", "the path through `bnvar` is off by a factor (n-1)/n: Bessel's correction, n vs n-1; the other paths "
+              "are right", "bessel"),
+    ("wrong", "the path through `bnmeani` is missing: every path from `hprebn` to the loss adds its share", "branch"),
+    ("wrong", "nearly right: right on the other replays, but wrong on the stress replay: values differ", "near-miss"),
+    ("wrong", "wrong only in the rows of characters that appear more than once in the batch: each use adds its "
+              "gradient (+= or index_add_)", "accumulate"),
+    ("wrong", "it uses the forward value `logprobs` where its gradient `dlogprobs` belongs", "mix-up"),
+    ("wrong", "it equals the gradient of `bnraw` (dbnraw), not of `bndiff`: take one more step back", "mix-up"),
     ("timeout", "ran past 10 s", "timeout"),
     ("uses_autograd", "calls .backward()", "autograd"),
 ])
