@@ -178,10 +178,10 @@ except NameError:  # not in Jupyter: a plain traceback is fine
 def _autograds_own(answer):
     """The name of the tensor whose autograd gradient `answer` is (or is a view of), else None."""
     storage = answer.untyped_storage().data_ptr()
-    for name, value in list(globals().items()):
-        if isinstance(value, torch.Tensor) and (value.is_leaf or value.retains_grad) and value.grad is not None:
-            if answer is value.grad or storage == value.grad.untyped_storage().data_ptr():
-                return name
+    for name in list(globals()):
+        grad = _grad(name)
+        if grad is not None and (answer is grad or storage == grad.untyped_storage().data_ptr()):
+            return name
     return None
 
 
@@ -259,7 +259,7 @@ def _diagnosis(name):
         shares = {c: share(t, g) for c, (t, g) in upstream.items()}
         swaps = {c: share(t, t.detach()) + sum(shares[o] for o in shares if o != c)
                  for c, (t, _) in upstream.items() if c != "loss"}
-        paths = {p: share(globals()[p], globals()[p].grad.clone()) for p in row["paths"]}
+        paths = {p: share(globals()[p], _grad(p).clone()) for p in row["paths"]}
     finally:
         for v, grad in kept.items():
             globals()[v].grad = grad
