@@ -238,11 +238,16 @@ def hint(name=None, path=None):
         else:
             _tutor_answer(unit, path)
         if level < 3:
-            again = "the local derivatives" if level == 1 else "the answer line"
+            again = _tutor_level_2_name(unit) if level == 1 else "the answer line"
             print(f"\\nWhen you are ready: hint({{name!r}}) again shows {{again}}.")
     except Exception as err:  # a hint must never stop the notebook
         print(f"The tutor hit a problem ({{type(err).__name__}}: {{err}}). Your work is unaffected.")
     return None
+
+
+def _tutor_level_2_name(unit):
+    """Exercises 2 and 3 get the steps of a derivation on paper, not one local derivative per line."""
+    return "the steps of the derivation" if unit["exercise"] in (2, 3) else "the local derivatives"
 
 
 def _tutor_title(unit):
@@ -315,7 +320,7 @@ def _tutor_where(unit):
 
 def _tutor_local(unit):
     var, hints = unit["var"], unit.get("hints", {{}})
-    print(f"Hint 2 of 3 for {{_tutor_title(unit)}}: the local derivatives.")
+    print(f"Hint 2 of 3 for {{_tutor_title(unit)}}: {{_tutor_level_2_name(unit)}}.")
     shown = set()
     for consumer in unit["consumers"]:
         shown.add(consumer["var"])
@@ -405,7 +410,8 @@ def _tutor_answer(unit, path):
         print("  (" + note + ")")
     print("To see the answer, give me the solutions notebook (backprop_ninja.ipynb from the course's solutions):")
     print("  * set its path first: import os; os.environ[\\"BACKPROP_NINJA_SOLUTIONS\\"] = \\"/path/to/backprop_ninja.ipynb\\"")
-    print(f"  * or pass it: hint({{unit['var'] or 'ex4'!r}}, path=\\"/path/to/backprop_ninja.ipynb\\")")
+    name = unit["var"] if unit["exercise"] == 1 else f"ex{{unit['exercise']}}"  # "logits" would be Exercise 1's
+    print(f"  * or pass it: hint({{name!r}}, path=\\"/path/to/backprop_ninja.ipynb\\")")
     print("  * or download the solutions notebook of the course (your instructor publishes it) and use one of the two.")
     print("Hints 1 and 2 often get you there too: the line is short once the rule and the local derivative are clear.")
 '''

@@ -301,12 +301,15 @@ EXERCISE_2 = _unit("logits", "logits = h @ W2 + b2", points=2, exercise=2, tags=
                    shape="(n, 27)",
                    loss=lambda v: (F.softmax(v.logits, 1) - _one_hot(v.Yb, v.logits)) / v.n,
                    hints=dict(loss=(
-                       "Treat everything from logits to the loss as one function: for each row i, the "
-                       "softmax turns the 27 logits into probabilities p_ij, and the loss is the mean "
-                       "over the n rows of −log p_i,Yb_i. For one row, the derivative of −log p_y with "
-                       "respect to logit j is p_j − 1 when j is the correct class y and p_j otherwise: "
-                       "the predicted probabilities, with 1 taken away at the correct class. Do that "
-                       "for every row, then divide by n, because the loss is a mean over the batch.")))
+                       "Treat everything from logits to the loss as one function. For one row with logits "
+                       "l_1, …, l_27 and correct class y, the row's loss is −log(e^(l_y) / Σ_k e^(l_k)), which "
+                       "is −l_y + log Σ_k e^(l_k): two pieces, each easy to differentiate with respect to one "
+                       "logit l_j. The first, −l_y, holds only the logit of the correct class: its derivative "
+                       "is −1 when j is y and 0 for every other j. The second, by the chain rule through the "
+                       "log, has derivative e^(l_j) / Σ_k e^(l_k): entry j of the softmax of the row's logits. "
+                       "A row's loss depends only on that row's logits, and the batch "
+                       "loss is the mean of the n row losses, so each row's derivative is also scaled by 1/n. "
+                       "Combining the pieces is your part.")))
 EXERCISE_3 = _unit("hprebn", "hprebn = embcat @ W1 + b1",
                    points=2, exercise=3, tags=("bessel",), paths=("bnmeani", "bnvar"),
                    forbidden=("batch_norm", "BatchNorm1d", "layer_norm", "instance_norm"),
@@ -316,10 +319,16 @@ EXERCISE_3 = _unit("hprebn", "hprebn = embcat @ W1 + b1",
                        "Treat hpreact = bngain · (hprebn − μ) / √(σ² + ε) + bnbias as one function of "
                        "hprebn, where μ is the mean of each column over the batch and σ² its variance "
                        "with 1/(n−1) (Bessel's correction). The columns are independent, so work on one "
-                       "column, with g = dhpreact and x̂ = bnraw. Each hprebn_i reaches the loss three "
-                       "ways: directly, through μ, and through σ², and the three add up to "
-                       "∂L/∂hprebn_i = bngain · (σ² + ε)^(−1/2) / n · (n·g_i − Σ_k g_k − n/(n−1) · x̂_i · "
-                       "Σ_k g_k·x̂_k), where the sums run over the n rows of the column.")))
+                       "column: x_i = hprebn_i, x̂_i = bnraw_i = (x_i − μ)(σ² + ε)^(−1/2), and "
+                       "∂L/∂x̂_i = bngain · dhpreact_i. Each x_i reaches the loss three ways; here is the "
+                       "local derivative of each. Directly, with μ and σ² held fixed: ∂x̂_i/∂x_i = "
+                       "(σ² + ε)^(−1/2). Through the mean: ∂μ/∂x_i = 1/n, and μ enters every x̂_j with "
+                       "∂x̂_j/∂μ = −(σ² + ε)^(−1/2). Through the variance: ∂σ²/∂x_i = 2(x_i − μ)/(n−1) (its "
+                       "part through μ is zero, as the text above the cell explains), and σ² enters every "
+                       "x̂_j with ∂x̂_j/∂σ² = −½ (x_j − μ)(σ² + ε)^(−3/2), so collecting over j gives "
+                       "∂L/∂σ² = −½ (σ² + ε)^(−3/2) Σ_j (∂L/∂x̂_j)(x_j − μ). Chain each way with what flows "
+                       "into it, add the three, write (x_j − μ)(σ² + ε)^(−1/2) as x̂_j wherever it appears, "
+                       "and take out the common factor.")))
 EX4_HINT_KEY = ""  # the key of Exercise 4's one general hint: it has no single consumer
 EXERCISE_4 = Unit("", 4, "the whole network, one training step", {}, points=2, hints={EX4_HINT_KEY: (
     "Nothing new to derive: run the backward steps you already wrote, in order from the loss back to "

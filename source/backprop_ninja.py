@@ -1001,6 +1001,10 @@ print(loss_fast.item(), "difference from the exploded loss:", (loss_fast - loss)
 
 # %% nbgrader={"grade": false, "grade_id": "ex2_logits", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
+# What the gradient is: in each row, the predicted probabilities, minus 1 at the correct character, all over n
+# (the loss is a mean). Gradient descent pulls the correct logit up and pushes every other logit down, each in
+# proportion to the probability it took, and the pushes and pulls in a row add up to exactly zero. In the picture
+# below, the one dark square of each row is the correct character, the lighter ones the characters pushed down.
 dlogits = F.softmax(logits, 1)
 dlogits[range(n), Yb] -= 1
 dlogits /= n
@@ -1013,14 +1017,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex2_logits")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "ex2_intuition", "locked": true, "schema_version": 3, "solution": false}
-# Look at what the gradient *is*: in each row, the predicted probabilities, minus 1 at the correct character. Gradient
-# descent pulls the correct logit up and pushes every other logit down, each in proportion to how much probability it
-# took, and the pushes and pulls in a row add up to exactly zero.
-#
-# The picture below is your `dlogits` on this notebook's batch: one row per example, one column per character. In
-# each row the one dark square is the correct character (its gradient is negative, so gradient descent pushes its
-# probability up), and the lighter squares are the other characters, pushed down by as much as they took; every row
-# sums to 0.
+# Look at what your gradient *is*. The picture below is your `dlogits` on this notebook's batch: one row per
+# example, one column per character. Before you run it, predict what you will see. In a row, which square stands
+# out, and is its gradient positive or negative? What does that tell gradient descent to do to that logit, and to
+# the others? What should each row add up to? (Think of what adding the same number to every logit of a row does to
+# the probabilities.) The cell prints the largest row sum, so you can test the last guess. In the solutions notebook,
+# the answer cell above explains the picture.
 
 # %% nbgrader={"grade": false, "grade_id": "ex2_picture", "locked": true, "schema_version": 3, "solution": false}
 if not UNDER_NBGRADER:  # the picture is for you; the grader has no screen

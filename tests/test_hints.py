@@ -79,6 +79,18 @@ def test_exercise_4_has_one_general_hint_naming_the_returns():
     assert [name for name in names if name in units.EX4_RETURNS] == list(units.EX4_RETURNS)
 
 
+def test_exercises_2_and_3_hints_give_the_steps_of_the_derivation():
+    """Level 2 of the one-go exercises names each piece to differentiate (issue 13); that no piece is assembled into
+    the answer is checked on the whole notebook in test_markdown.py."""
+    ex2 = units.EXERCISE_2.hints["loss"]
+    for step in ("−l_y + log Σ_k e^(l_k)", "e^(l_j) / Σ_k e^(l_k)", "−1 when j is y", "mean", "1/n"):
+        assert step in ex2, step
+    ex3 = units.EXERCISE_3.hints["hpreact"]
+    for step in ("∂x\u0302_i/∂x_i =", "∂μ/∂x_i = 1/n", "∂x\u0302_j/∂μ =", "∂σ²/∂x_i = 2(x_i − μ)/(n−1)",
+                 "∂x\u0302_j/∂σ² =", "∂L/∂σ² ="):
+        assert step in ex3, step
+
+
 @pytest.mark.parametrize("unit", units.UNITS, ids=lambda u: u.grade_id)
 def test_hints_are_words_and_math_not_code(unit):
     for consumer, hint in unit.hints.items():

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 
 import jupytext
+import nbformat
 import pytest
 
-from backprop_ninja.assign import REPO, solution_cells, text_source
+from backprop_ninja.assign import REPO, TUTOR_CELL, notebook_path, solution_cells, text_source
+from backprop_ninja.tutor import notebook_code
 from backprop_ninja.units import BY_ID, EXERCISE_1, UNITS
 
 MIN_CHARS = 8  # solution lines and right-hand sides shorter than this (`n`, `1`, `-1.0/n`) are too trivial to flag
@@ -153,3 +155,113 @@ def test_the_check_lets_concepts_through():
     markdown = ("`bndiff` is **used twice**: once in `bnraw = bndiff * bnvar_inv` and once in `bndiff2 = bndiff**2`. "
                 "Its shape is `(n, 64)`. Stuck? `hint(\"bndiff\")`")
     assert not leaks(markdown, "dbndiff = bnvar_inv * dbnraw\ndbndiff += (2 * bndiff) * dbndiff2")
+
+
+# ---- the release states no answer of Exercises 2 and 3, in code, in words or in math (issue 13) ----
+#
+# The checks above compare each cell's markdown with its own solution line. Exercises 2 and 3 can also be given away
+# as mathematics or prose anywhere in the notebook (the hint data of the tutor cell, the text after the answer cell),
+# so these patterns look for the assembled answers however they are typeset.
+
+HAT = "x\u0302"  # x̂ as the notebooks write it: x and a combining circumflex
+SUM = r"(?:Σ|\\sum|\bsum\b|\bsummed\b)"
+ANSWER_PATTERNS = {
+    "ex2_logits": {
+        # F.one_hot itself is a fair tool (Exercise 1's max branch, Exercise 4's speed note); subtracting a one-hot of
+        # the targets is Exercise 2's answer
+        "a one-hot target subtracted": (r"(?:-|\bminus) ?(?:the |a )?(?:f\.)?one[ _-]?hot"
+                                        r"|one[ _-]?hot ?(?:\(yb|(?:vector |encoding )?(?:of )?(?:the )?(?:targets?|"
+                                        r"labels?|correct))"),
+        "the probabilities minus the target": (r"(?:softmax|probabilit\w*|\bp(?:_\w{1,2})?)\b[^.;:]{0,40}?"
+                                               r"(?:\bminus\b|-) ?(?:1\b|one\b|y\b|the target)"),
+        "1 taken away at the correct class": (r"(?:\bminus\b|\bsubtract\w*|\btak\w* away|\bless) (?:1|one)\b"
+                                              r"[^.]{0,40}(?:correct|target|label)"
+                                              r"|\b(?:1|one) (?:taken away|subtracted)[^.]{0,40}(?:correct|target|label)"),
+        "1 subtracted in code": r"-= ?1\b",
+    },
+    "ex3_hprebn": {
+        "n times the gradient minus its sum": rf"\bn ?(?:g_?i|dhpreact)\b ?- ?(?:the )?(?:batch )?{SUM}",
+        "the Bessel factor times x̂ times a sum": rf"\bn ?/ ?\(n ?- ?1\)[^.;]{{0,25}}(?:{HAT}|bnraw)[^.;]{{0,25}}{SUM}",
+        "a sum of the gradient times x̂": (rf"{SUM}\w*(?: of)? ?(?:g|dhpreact)(?:_\w)? ?(?:{HAT}|bnraw)"
+                                          r"|\((?:dhpreact ?bnraw|bnraw ?dhpreact)\) ?\.sum"),
+        "the common factor over n": r"(?:bngain|γ) ?(?:bnvar_inv|\(σ² ?\+ ?ε\)\^\(-1/2\)) ?/ ?n\b",
+    },
+}
+
+
+def _typeset_away(text: str) -> str:
+    """One spelling for what typesetting varies: ASCII lower case (Σ and σ stay apart), one minus sign, "minus" and
+    "times" as symbols, no multiplication signs or markup, single spaces."""
+    text = text.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ−–", "abcdefghijklmnopqrstuvwxyz--"))
+    text = re.sub(r"\\text\{([^}]*)\}", r"\1", text)
+    text = re.sub(r"\\cdot|\\times|\\,|[·×*$`]|\btimes\b", " ", text)
+    text = re.sub(r"\bminus\b(?! (?:1|one)\b)", "-", text)  # "minus 1 at the correct class" keeps its word
+    return re.sub(r"\s+", " ", text)
+
+
+def answers_stated(text: str) -> list[str]:
+    """Which of Exercise 2's and 3's answers the text states, as `grade_id: what`."""
+    plain = _typeset_away(text)
+    return [f"{grade_id}: {what}" for grade_id, patterns in ANSWER_PATTERNS.items()
+            for what, pattern in patterns.items() if re.search(pattern, plain)]
+
+
+def _release_texts() -> dict[str, str]:
+    """Every markdown cell of the committed release and its tutor cell, by grade_id (or cell id)."""
+    cells = nbformat.read(notebook_path(REPO, "release"), as_version=4).cells
+    return {cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id"): cell.source for cell in cells
+            if cell.cell_type == "markdown" or cell.get("id") == TUTOR_CELL}
+
+
+def test_the_release_states_no_answer_of_exercises_2_and_3():
+    texts = _release_texts()
+    assert TUTOR_CELL in texts and {"ex2_md", "ex2_intuition", "ex3_md"} <= set(texts)
+    solutions = solution_cells()
+    found = []
+    for where, text in texts.items():
+        found += [f"{where}: {what}" for what in answers_stated(text)]
+        found += [f"{where}: {grade_id} {what}" for grade_id in ANSWER_PATTERNS
+                  for what in leaks(text, solutions[grade_id])]
+    assert found == []
+
+
+@pytest.mark.parametrize("with_hints", [True, False])
+def test_the_tutor_cell_states_no_answer_of_exercises_2_and_3(with_hints):
+    assert answers_stated(notebook_code(with_hints=with_hints)) == []
+
+
+def test_the_explanation_of_exercise_2_is_in_the_solutions_only():
+    """The sentence that says what dlogits is lives in the solution cell, which the release replaces by its stub."""
+    explanation = " ".join(line.lstrip("# ") for line in solution_cells()["ex2_logits"].splitlines()
+                           if line.startswith("#"))
+    assert any(found.startswith("ex2_logits") for found in answers_stated(explanation)), explanation
+
+
+@pytest.mark.parametrize("text, grade_id", [
+    # what the release said before (issue 13), and other ways to say it
+    ("the derivative of −log p_y with respect to logit j is p_j − 1 when j is the correct class y and p_j "
+     "otherwise: the predicted probabilities, with 1 taken away at the correct class.", "ex2_logits"),
+    ("Look at what the gradient *is*: in each row, the predicted probabilities, minus 1 at the correct character.",
+     "ex2_logits"),
+    ("The gradient is the softmax minus the one-hot target, over n.", "ex2_logits"),
+    ("$\\frac{\\partial L}{\\partial l} = (p - y)/n$", "ex2_logits"),
+    ("dlogits = (F.softmax(logits, 1) - F.one_hot(Yb, 27)) / n", "ex2_logits"),
+    ("the three add up to ∂L/∂hprebn_i = bngain · (σ² + ε)^(−1/2) / n · (n·g_i − Σ_k g_k − n/(n−1) · x\u0302_i · "
+     "Σ_k g_k·x\u0302_k)", "ex3_hprebn"),
+    ("n times dhpreact minus the batch sum of dhpreact", "ex3_hprebn"),
+    ("n/(n-1) times bnraw times the sum of dhpreact times bnraw", "ex3_hprebn"),
+    ("dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw "
+     "* (dhpreact * bnraw).sum(0))", "ex3_hprebn"),
+])
+def test_the_patterns_catch_the_answers_in_words_and_math(text, grade_id):
+    assert any(found.startswith(grade_id) for found in answers_stated(text)), text
+
+
+def test_the_patterns_let_the_steps_through():
+    steps = ["The first, −l_y, holds only the logit of the correct class: its derivative is −1 when j is y and 0 "
+             "for every other j.",
+             "∂/∂l_j log Σ_k e^(l_k) = e^(l_j) / Σ_k e^(l_k): entry j of the softmax of the row's logits.",
+             "Then remember that the batch loss is the *mean* of the rows.",
+             "∂L/∂σ² = −½ (σ² + ε)^(−3/2) Σ_j (∂L/∂x\u0302_j)(x_j − μ), and ∂μ/∂x_i = 1/n.",
+             "the mean divides by $n$, the variance by $n-1$"]
+    assert [answers_stated(step) for step in steps] == [[]] * len(steps)

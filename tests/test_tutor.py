@@ -172,6 +172,17 @@ def test_exercises_2_to_4_have_their_own_ladder(tutor, capsys):
     assert ask(tutor, capsys, "ex1_logits") != ask(tutor, capsys, "ex2")  # ex1's logits is another unit
 
 
+@pytest.mark.parametrize("name", ["ex2", "ex3"])
+def test_exercises_2_and_3_ladder_names_its_steps_and_its_own_name(tutor, capsys, name):
+    """Level 2 of a one-go exercise is the derivation's steps; without solutions, level 3 suggests `hint("ex2",
+    path=...)`, since `hint("logits", ...)` would reach Exercise 1's unit."""
+    assert "again shows the steps of the derivation" in ask(tutor, capsys, name)
+    second = ask(tutor, capsys, name)
+    assert second.startswith(f"Hint 2 of 3 for Exercise {name[-1]} ") and "the steps of the derivation" in second
+    third = ask(tutor, capsys, name)
+    assert f"hint({name!r}, path=" in third and "hint('logits'" not in third and "hint('hprebn'" not in third
+
+
 def test_level_3_prints_the_answer_from_the_solutions_notebook(tutor, capsys, tmp_path, monkeypatch):
     answer = "dcounts = 'the line from the solutions'"
     monkeypatch.setenv("BACKPROP_NINJA_SOLUTIONS", str(solutions_notebook(tmp_path / "sol.ipynb", "ex1_counts", answer)))
