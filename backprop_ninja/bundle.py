@@ -43,7 +43,8 @@ def _name(requirement: str) -> str:
     return requirement.strip().lower().replace("_", "-")
 
 
-def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = False, shape: str = "strict") -> Path:
+def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = False, shape: str = "strict",
+                        code: str = "allowlist") -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "autograder.zip"
@@ -55,7 +56,7 @@ def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = 
     for path in sorted(PACKAGE_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and path != POLICY_FILE:
             entries.append((path.relative_to(repo).as_posix(), path.read_bytes(), False))
-    policy = json.dumps({"strict_rules": bool(strict_rules), "shape": shape}) + "\n"
+    policy = json.dumps({"strict_rules": bool(strict_rules), "shape": shape, "code": code}) + "\n"
     entries.append((POLICY_FILE.relative_to(repo).as_posix(), policy.encode(), False))
     temp = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -106,7 +107,7 @@ def _grade_isolated(notebook: Path) -> dict:
 
         policy = _policy()
         result = grade_notebook(notebook, launcher=launcher, strict_rules=bool(policy.get("strict_rules", False)),
-                                shape=policy.get("shape", "strict"))
+                                shape=policy.get("shape", "strict"), code=policy.get("code", "allowlist"))
     return to_gradescope(result)
 
 
@@ -170,11 +171,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", choices=["strict", "lenient"], default="strict",
                         help="lenient: an intermediate's gradient off only by size-1 dimensions earns its points "
                              "(default strict)")
+    parser.add_argument("--code", choices=["allowlist", "any"], default="allowlist",
+                        help="any: answer cells may hold any Python (default allowlist: only what a gradient needs)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules, shape=args.shape)
+        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules, shape=args.shape, code=args.code)
     except (OSError, ValueError) as error:
         print(f"bundle: {error}", file=sys.stderr)
         return 1

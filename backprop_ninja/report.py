@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from backprop_ninja.export.safe_text import csv_rows, terminal_text
+
 OK_CLASS = "ok"
 NOT_GRADED_CLASS = "not graded"   # the whole submission could not be graded
 # One row per mistake class, tried in order; the first whose status matches and (if it lists any)
@@ -45,6 +47,7 @@ MISTAKE_CLASSES = (
     ("missing",      "left it blank",                                     ("missing",),    ()),
     ("error",        "wrote code that raised an error",                   ("error",),      ()),
     ("autograd",     "used autograd",                                     ("uses_autograd",), ()),
+    ("not-allowed",  "used code outside what a gradient needs",           ("not_allowed",), ()),
     ("timeout",      "ran out of time",                                   ("timeout",),    ()),
     ("crashed",      "crashed the grader's process",                      ("crashed",),    ()),
     ("luck",         "were right only by luck (strict rule policy)",      ("right_by_luck",), ()),
@@ -92,8 +95,8 @@ def load_cohort(results_dir: Path) -> Cohort:
         try:
             record = json.loads(results_file.read_text(encoding="utf-8"))["extra_data"]["backprop_ninja"]
         except (OSError, ValueError, KeyError, TypeError):
-            print(f"report: skipping {results_file}: not a results.json written by `backprop-ninja grade`",
-                  file=sys.stderr)
+            print(f"report: skipping {terminal_text(results_file)}: not a results.json written by "
+                  f"`backprop-ninja grade`", file=sys.stderr)
             continue
         records[record.get("student_id") or results_file.parent.name] = record
     if not records:
@@ -130,11 +133,10 @@ def _units(records) -> list[str]:
 # ---------------------------------------------------------------- the three outputs
 
 def write_matrix_csv(cohort: Cohort, path: Path) -> None:
+    """Students x units; every cell made safe for a spreadsheet, since student ids come from file names."""
+    rows = [["student_id"] + cohort.units] + [[student] + cohort.classes[student] for student in cohort.students]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student_id"] + cohort.units)
-        for student in cohort.students:
-            writer.writerow([student] + cohort.classes[student])
+        csv.writer(f).writerows(csv_rows(rows))
 
 
 def unit_summaries(cohort: Cohort) -> list[dict]:
@@ -262,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         paths = write_report(args.results_dir, args.out)
     except FileNotFoundError as error:
-        print(f"report: {error}", file=sys.stderr)
+        print(f"report: {terminal_text(error)}", file=sys.stderr)
         return 1
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(terminal_text(p) for p in paths.values()))
     return 0

@@ -18,7 +18,10 @@ import nbformat
 
 from backprop_ninja import units
 from backprop_ninja.examples import filled
-from backprop_ninja.grade.verdict import CRASHED, ERROR, MISSING, OK, TIMEOUT, USES_AUTOGRAD, WRONG
+from dataclasses import replace
+
+from backprop_ninja.grade.verdict import (ALLOWLIST_CODE, ANY_CODE, CRASHED, ERROR, MISSING, NOT_ALLOWED, OK, TIMEOUT,
+                                          USES_AUTOGRAD, WRONG)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Submission:
     expected: Mapping[str, Expect] = field(default_factory=dict)
     fault: Callable[[dict], str] | None = None          # the filled notebook (JSON) -> the file's text
     file_error: str | None = None                       # words of SubmissionResult.error: not gradable
+    code: str = ALLOWLIST_CODE                          # the code policy it is graded under
 
     def expected_status(self) -> dict[str, str]:
         if self.file_error is not None:
@@ -561,6 +565,26 @@ CORPUS: tuple[Submission, ...] = (
     Submission("fault_not_a_notebook", "fault", fault=python_script, file_error="invalid JSON"),
     Submission("fault_empty_file", "fault", fault=empty_file, file_error="invalid JSON"),
 )
+
+# These cells test the second line, the sandbox and the run-time blocks, so they are graded with `--code any`; the
+# allowlist (the first line, the default) refuses each of them before it runs: their twins "<name>_refused" say so,
+# with the construct the message must name.
+RUN_TIME_LAYER = {"cheat_dynamic_backward": "getattr", "cheat_patched_allclose": "changes `torch.allclose`",
+                  "cheat_displayhook_and_numpy": "imports `sys`", "cheat_reads_names_file": "uses `open`",
+                  "cheat_reads_the_notebook": "imports `json`", "fault_sigint_ignored_loop": "imports `signal`",
+                  "fault_os_exit": "imports `os`", "fault_sys_exit": "imports `sys`", "fault_fork": "imports `os`"}
+
+
+def _refused_twin(submission: Submission) -> Submission:
+    words = RUN_TIME_LAYER[submission.name]
+    return Submission(submission.name + "_refused", submission.kind, submission.answers,
+                      {grade_id: Expect(NOT_ALLOWED, (words,)) for grade_id in submission.answers})
+
+
+CORPUS = (tuple(replace(s, code=ANY_CODE) if s.name in RUN_TIME_LAYER else s for s in CORPUS)
+          + tuple(_refused_twin(s) for s in CORPUS if s.name in RUN_TIME_LAYER))
+if set(RUN_TIME_LAYER) - {s.name for s in CORPUS}:
+    raise ValueError("tests/corpus.py: RUN_TIME_LAYER names a submission that is not in the corpus")
 
 BY_NAME = {s.name: s for s in CORPUS}
 if len(BY_NAME) != len(CORPUS):

@@ -356,7 +356,7 @@ def test_grades_csv_says_how_each_submission_was_isolated(tmp_path, grade_log):
 
     rows = read_csv(out / "grades.csv")
     header = list(rows[0])
-    assert header[-5:] == ["ex2_logits_status", "isolation", "rules", "shape", "error"]  # beside the statuses
+    assert header[-6:] == ["ex2_logits_status", "isolation", "rules", "shape", "code", "error"]  # beside the statuses
     isolation = {row["student_id"]: row["isolation"] for row in rows}
     assert isolation == {"a_right": STAND_IN_ISOLATION,  # as the engine's result says
                          "b_exit": STAND_IN_ISOLATION,   # the crash happened under the batch's mode
@@ -369,18 +369,19 @@ def test_a_record_keeps_the_results_isolation_and_a_missing_one_reads_empty():
 
     sub = batch.Submission("alice", Path("alice.ipynb"), "alice.ipynb")
     result = {"verdicts": [_verdict("ex1_probs", 1.0, "ok", "right", 1.0)], "error": None, "isolation": "bwrap",
-              "rules": "strict", "shape": "lenient"}
+              "rules": "strict", "shape": "lenient", "code": "any"}
     record = batch.make_record(sub, "key", "v", "sha", "run", result, [("ex1_probs", 1.0)])
     older = dict(record, isolation=None)  # a record written before results said how they ran
 
     table = grades_table([("alice", "alice.ipynb", record), ("bob", "bob.ipynb", older), ("carol", "c", None)])
 
     assert table[0] == ["student_id", "source", "ex1_probs", "total", "max", "ex1_probs_status", "isolation", "rules",
-                        "shape", "error"]
+                        "shape", "code", "error"]
     assert [row[6] for row in table[1:]] == ["bwrap", "", ""]
     assert [row[7] for row in table[1:]] == ["strict", "strict", ""]  # the rule policy, as the result recorded it
     assert [row[8] for row in table[1:]] == ["lenient", "lenient", ""]  # the shape policy, likewise
-    assert table[3][9].startswith("not graded yet")
+    assert [row[9] for row in table[1:]] == ["any", "any", ""]  # and the code policy
+    assert table[3][10].startswith("not graded yet")
 
 
 def test_the_batch_main_process_imports_no_torch(tmp_path):

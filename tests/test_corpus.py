@@ -25,7 +25,7 @@ REAL_NUMBER = re.compile(r"\d\.\d|\d[eE][-+]?\d")
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, names_file, release, solutions):
     folder = tmp_path_factory.mktemp("corpus")
-    return {s.name: grade_notebook(write_submission(s, folder / s.name, release, solutions), **LIMITS)
+    return {s.name: grade_notebook(write_submission(s, folder / s.name, release, solutions), code=s.code, **LIMITS)
             for s in CORPUS}
 
 

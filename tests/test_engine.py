@@ -148,7 +148,9 @@ def cheats_result(tmp_path_factory, names_file):
         ex1_bnraw="dbnraw = bngain * dhpreactt",
         ex4_backward=EX4_RETURNS_DICT,
     )
-    return grade_notebook(write_submission(tmp_path_factory.mktemp("cheats") / "cheats.ipynb", cells), **SHORT)
+    # the run-time blocks' test (DYNAMIC_GRAD, SWALLOWED_BACKWARD): past the allowlist, which would refuse them
+    return grade_notebook(write_submission(tmp_path_factory.mktemp("cheats") / "cheats.ipynb", cells), code="any",
+                          **SHORT)
 
 
 def test_each_cheat_or_mistake_costs_only_its_unit(cheats_result):
@@ -186,7 +188,8 @@ def test_workers_of_later_exercises_never_hold_their_answer(tmp_path, names_file
     # chain is all zeros: if the Exercise 2 or 3 cell finds its answer in memory, it leaked.
     cells = with_changes(ex1_logprobs="dlogprobs = torch.zeros_like(logprobs)",
                          ex2_logits=MEMORY_SEARCH, ex3_hprebn=MEMORY_SEARCH_EX3)
-    result = grade_notebook(write_submission(tmp_path / "leak.ipynb", cells), unit_timeout=60, total_timeout=120)
+    result = grade_notebook(write_submission(tmp_path / "leak.ipynb", cells), unit_timeout=60, total_timeout=120,
+                            code="any")  # a search of the worker's memory: past the allowlist, which refuses `gc`
     assert_only(result, {"ex1_logprobs": WRONG})
 
 
@@ -259,7 +262,7 @@ def hostile(tmp_path_factory, names_file):
         ex1_bndiff=READ_NEIGHBOUR,
     )
     path = write_submission(folder / "hostile.ipynb", cells)
-    return folder, grade_notebook(path, **SHORT)
+    return folder, grade_notebook(path, code="any", **SHORT)  # these test the sandbox: past the allowlist
 
 
 def test_hostile_cells_cost_only_their_unit(hostile):
@@ -454,7 +457,7 @@ def test_only_cells_with_helpers_are_rerun_for_later_exercises():
 def test_a_cell_cannot_kill_the_spawner_and_costs_only_its_unit(tmp_path, names_file):
     killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos._exit(0)"
     path = write_submission(tmp_path / "killer.ipynb", with_changes(ex1_h=killer))
-    verdicts = grade_notebook(path, **SHORT).by_unit()
+    verdicts = grade_notebook(path, code="any", **SHORT).by_unit()  # the sandbox's test: past the allowlist
     assert verdicts["ex1_logits"].status == OK
     # signals may only go to the worker itself (seccomp), so the kill raises and the spawner lives on
     assert verdicts["ex1_h"].status == ERROR and "PermissionError" in verdicts["ex1_h"].message

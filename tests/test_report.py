@@ -71,6 +71,7 @@ def results_dir(tmp_path):
     ("wrong", "it equals the gradient of `bnraw` (dbnraw), not of `bndiff`: take one more step back", "mix-up"),
     ("timeout", "ran past 10 s", "timeout"),
     ("uses_autograd", "calls .backward()", "autograd"),
+    ("not_allowed", "line 1 uses `torch.ops`: an answer may use tensor arithmetic, ...", "not-allowed"),
 ])
 def test_mistake_classes_follow_the_grader_messages(status, message, expected):
     assert report.mistake_class(status, message) == expected

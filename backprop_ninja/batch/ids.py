@@ -5,6 +5,7 @@ import re
 import sys
 
 from backprop_ninja.batch.submission import BatchError, Submission
+from backprop_ninja.export.safe_text import terminal_text
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -39,7 +40,7 @@ def student_id_from_name(file_name: str, pattern: re.Pattern | None) -> str | No
         return safe_student_id(file_name[:-len(NOTEBOOK_SUFFIX)] if is_notebook_name(file_name) else file_name)
     match = pattern.match(file_name)
     if match is None:
-        print(f"batch: skipping {file_name}: it does not match --id-pattern", file=sys.stderr)
+        print(f"batch: skipping {terminal_text(file_name)}: it does not match --id-pattern", file=sys.stderr)
         return None
     return safe_student_id(match.group("student_id"))
 

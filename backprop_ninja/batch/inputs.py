@@ -16,6 +16,7 @@ from backprop_ninja.batch.ids import (compile_id_pattern, is_notebook_name, refu
                                       student_id_from_name)
 from backprop_ninja.batch.submission import BatchError, Submission
 from backprop_ninja.batch.unzip import unzip_notebooks
+from backprop_ninja.export.safe_text import terminal_text
 
 ASSIGNMENT = "backprop_ninja"          # the nbgrader assignment name: submitted/<student>/backprop_ninja/
 CHECKPOINTS = ".ipynb_checkpoints"
@@ -145,12 +146,12 @@ def _notebooks_under(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if d != CHECKPOINTS)
         for name in dirs:
             if not is_notebook_name(name) and os.path.islink(root_path / name):
-                print(f"batch: not looking inside {root_path / name}: it is a symbolic link to a folder; "
-                      f"copy the folder itself there if it holds submissions", file=sys.stderr)
+                print(f"batch: not looking inside {terminal_text(root_path / name)}: it is a symbolic link to a "
+                      f"folder; copy the folder itself there if it holds submissions", file=sys.stderr)
         notebooks.extend(root_path / name for name in sorted(files + dirs) if is_notebook_name(name))
     return notebooks
 
 
 def _warn_unreadable(error: OSError) -> None:
-    print(f"batch: cannot read {error.filename} ({error.strerror}); the notebooks in it are not graded. "
-          f"Check its permissions and run the batch again.", file=sys.stderr)
+    print(f"batch: cannot read {terminal_text(error.filename)} ({error.strerror}); the notebooks in it are not "
+          f"graded. Check its permissions and run the batch again.", file=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from backprop_ninja.batch.submission import Submission
 from backprop_ninja.export.csv_export import grades_table
+from backprop_ninja.export.safe_text import csv_rows
 
 RESULTS_NAME = "results.json"
 CSV_NAME = "grades.csv"
@@ -54,16 +55,19 @@ def make_record(sub: Submission, key: str, version: str, content_hash: str, run_
         "student_id": sub.student_id, "source": sub.source, "submission_sha256": content_hash,
         "grader_version": version, "key": key, "run_id": run_id, "error": result.get("error"),
         "execution_time": result.get("execution_time", 0.0), "isolation": result.get("isolation", ""),
-        "rules": result.get("rules", ""), "shape": result.get("shape", ""), "verdicts": verdicts,
+        "rules": result.get("rules", ""), "shape": result.get("shape", ""), "code": result.get("code", ""),
+        "fault": result.get("fault") or "",  # "environment": the machine's fault, graded again by the next run
+        "verdicts": verdicts,
         "units": [list(u) for u in units],
     }
 
 
 def write_grades_csv(out_dir: Path, subs: list[Submission]) -> Path:
-    """One row per student, from the records (see export/csv_export.py for the columns)."""
+    """One row per student, from the records (see export/csv_export.py for the columns); every cell made safe
+    for a spreadsheet (export/safe_text.py), since file names and messages come from students."""
     entries = [(s.student_id, s.source, read_record(out_dir / s.student_id / RESULTS_NAME)) for s in subs]
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(grades_table(entries))
+    csv.writer(buffer).writerows(csv_rows(grades_table(entries)))
     path = out_dir / CSV_NAME
     write_text_atomically(path, buffer.getvalue())
     return path

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import backprop_ninja
+from backprop_ninja.batch.faults import is_environment_fault
 from backprop_ninja.batch.records import CSV_NAME, RESULTS_NAME, read_record
 from backprop_ninja.batch.submission import BatchError, Submission
 
@@ -75,7 +76,7 @@ def key_of(sub: Submission, version: str, limits: dict) -> tuple[str, str]:
 
 def already_done(out_dir: Path, sub: Submission, key: str, retry_failed: bool) -> bool:
     record = read_record(out_dir / sub.student_id / RESULTS_NAME)
-    if record is None or record.get("key") != key:
+    if record is None or record.get("key") != key or is_environment_fault(record):  # the machine's: grade again
         return False
     return not (retry_failed and record.get("error"))
 

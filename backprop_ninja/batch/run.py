@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backprop_ninja.batch import resume
+from backprop_ninja.batch.faults import is_environment_fault
 from backprop_ninja.batch.inputs import discover
 from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS, grade_with_pool
 from backprop_ninja.batch.records import RECORD_KEY, RESULTS_NAME, make_record, read_record, write_grades_csv, \
@@ -28,6 +29,7 @@ class BatchSummary:
     graded: int = 0         # graded in this run
     skipped: int = 0        # already graded by this grader version
     failed: int = 0         # rows with a submission-level error (this run and earlier ones)
+    environment: int = 0    # of those, rows the machine failed (environment faults): the next run grades them
     total: int = 0
     seconds: float = 0.0
     csv_path: Path | None = None
@@ -37,7 +39,9 @@ class BatchSummary:
         return EXIT_SOME_NOT_GRADED if self.failed else EXIT_ALL_GRADED
 
     def line(self) -> str:
-        return (f"graded {self.graded}, already done {self.skipped}, failed {self.failed} of {self.total} "
+        machine = (f" ({self.environment} of them the machine's fault, not the students': run again to grade "
+                   f"them)" if self.environment else "")
+        return (f"graded {self.graded}, already done {self.skipped}, failed {self.failed}{machine} of {self.total} "
                 f"submissions in {self.seconds:.1f} s -> {self.csv_path}")
 
 
@@ -54,7 +58,8 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
     limits = dict(limits or {})
     limits.setdefault("isolation", "required")  # part of the resume key: switching it regrades
     limits.setdefault("strict_rules", False)    # the rule policy too (engine.apply_rule_policy)
-    limits.setdefault("shape", "strict")        # and the shape policy (engine.apply_shape_policy)
+    limits.setdefault("shape", "strict")        # the shape policy (engine.apply_shape_policy)
+    limits.setdefault("code", "allowlist")      # and the code policy (grade/allowlist.py)
     with resume.exclusive_lock(state / "lock", out_dir):
         resume.remove_partial_files(out_dir)
         subs = discover(Path(source), state, id_pattern)
@@ -86,7 +91,8 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
             grade_with_pool(todo, jobs, commit, grader_module, start_method, state / "workers.log",
                             limits, watchdog_seconds, progress, already=summary.skipped, total=len(subs))
         summary.csv_path = write_grades_csv(out_dir, subs)
-        summary.failed = sum(1 for s in subs if (read_record(out_dir / s.student_id / RESULTS_NAME) or {})
-                             .get("error"))
+        records = [read_record(out_dir / s.student_id / RESULTS_NAME) or {} for s in subs]
+        summary.failed = sum(1 for record in records if record.get("error"))
+        summary.environment = sum(1 for record in records if is_environment_fault(record))
         summary.seconds = time.monotonic() - started
         return summary

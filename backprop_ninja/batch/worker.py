@@ -6,7 +6,9 @@ the engine's canary under the batch's limits, so a machine that cannot grade sto
 student is graded.
 
 A grader module is anything with these two functions (tests use a stand-in); PRELOAD names the modules the
-forkserver imports once, so that every worker forks with them loaded. This module must not import torch at
+forkserver imports once, so that every worker forks with them loaded. `is_machine_fault(error)`, if the module
+has it, says which exceptions of grade() are the machine's fault: the batch then restarts the worker (a fresh
+sandbox, the canary again) and grades the submission once more, instead of giving it a row that blames it. This module must not import torch at
 its top: the batch's main process imports it to read PRELOAD.
 """
 from __future__ import annotations
@@ -45,3 +47,12 @@ def grade(path: str, limits: dict) -> tuple[dict, dict]:
     limits = {name: value for name, value in limits.items() if name != "isolation"}
     result = grade_notebook(path, launcher=_launcher, **limits)
     return asdict(result), to_gradescope(result)
+
+
+def is_machine_fault(error: BaseException) -> bool:
+    """Whether grade() failed because of the machine, never the notebook: a box or a worker that could not start,
+    a sandbox host that died (engine.MachineFault, sandbox.BoxUnavailable), isolation that stopped working, or the
+    reference answers failing here (engine.EnvironmentProblem)."""
+    from backprop_ninja.grade import engine, isolation, sandbox
+
+    return isinstance(error, (engine.EnvironmentProblem, sandbox.BoxUnavailable, isolation.IsolationUnavailable))

@@ -22,7 +22,8 @@ def to_gradescope(result: SubmissionResult) -> dict:
         for verdict in result.verdicts
     ]
     results = {"score": result.score, "execution_time": round(result.execution_time, 3), "tests": tests,
-               "extra_data": {"isolation": result.isolation, "rules": result.rules, "shape": result.shape}}
+               "extra_data": {"isolation": result.isolation, "rules": result.rules, "shape": result.shape,
+                              "code": result.code}}
     if result.error:
         results["output"] = f"This submission could not be graded: {result.error}"
     return results

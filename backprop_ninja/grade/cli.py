@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from backprop_ninja.grade.verdict import SHAPE_POLICIES, STRICT_SHAPE, SubmissionResult
+from backprop_ninja.grade.verdict import (ALLOWLIST_CODE, CODE_POLICIES, SHAPE_POLICIES, STRICT_SHAPE,
+                                          SubmissionResult)
 
 EXIT_GRADED = 0
 EXIT_NOT_GRADED = 2
@@ -44,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "intermediate's gradient that is right in value and differs only by size-1 dimensions "
                              "((64,) for (1, 64), the lecture's dbnmeani) earns its points, with the shape message; "
                              "parameters must always match. Recorded in every result")
+    parser.add_argument("--code", choices=CODE_POLICIES, default=ALLOWLIST_CODE,
+                        help="'allowlist' (the default): an answer cell, or a definition from a cell the student added, may use only what a gradient needs (tensor arithmetic, indexing, listed torch/F/numpy/math functions, plain Python); anything else is not_allowed and never runs. 'any': any Python reaches the sandbox, where only the autograd scan and the run-time blocks apply. Recorded in every result")
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 
     add_batch_arguments(parser)
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         with launcher:
             result = grade_one(args.notebook, args.out, unit_timeout=args.unit_timeout,
                                total_timeout=args.total_timeout, launcher=launcher,
-                               strict_rules=args.strict_rules, shape=args.shape)
+                               strict_rules=args.strict_rules, shape=args.shape, code=args.code)
     except FileNotFoundError as error:  # names.txt is not set up: the grader's problem, not the notebook's
         print(f"backprop-ninja grade: {error}", file=sys.stderr)
         return EXIT_NOT_GRADED

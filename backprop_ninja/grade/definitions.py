@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from backprop_ninja import units
-from backprop_ninja.grade import static
+from backprop_ninja.grade import allowlist, static
 
 # Names the worker reads as a unit's answer: no added cell may bind them.
 ANSWER_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.EX4_RETURNS)
@@ -46,18 +46,30 @@ class Definition:
     reads: frozenset[str]  # the names it reads (to follow a helper that calls another)
     position: int          # index of its cell in the notebook
     kind: str              # "function", "class", "import" or "constant"
-    problem: str | None    # what the static scan found in it (autograd): such a definition is never replayed
+    problem: str | None    # what the static scan found in it: such a definition is never replayed
+    problem_kind: str = "autograd"  # "autograd" (static.scan) or "not_allowed" (allowlist.check)
 
     @property
     def flagged(self) -> bool:
         return self.problem is not None
 
 
-def from_added_cells(cells: list[tuple[int, str]]) -> list[Definition]:
-    """The replayable definitions of the added cells (notebook position, source), in notebook order."""
+def from_added_cells(cells: list[tuple[int, str]],
+                     context: allowlist.Context | None = None) -> list[Definition]:
+    """The replayable definitions of the added cells (notebook position, source), in notebook order. With a
+    `context` (the allowlist code policy), a definition outside the allowlist is flagged too, and never replayed."""
     chosen = _definition_statements(cells)
     aliases = _aliases([d for d in chosen if d.kind == "import"])
-    return [_with_problem(d, _problem(d, _AUTOGRAD_ONLY, aliases)) for d in chosen]
+    flagged = []
+    for definition in chosen:
+        problem = _problem(definition, _AUTOGRAD_ONLY, aliases)
+        if problem is None and context is not None:
+            refusal = allowlist.check(definition.source, context)
+            if refusal is not None:
+                flagged.append(_with_problem(definition, _LINE.sub("", refusal.message), "not_allowed"))
+                continue
+        flagged.append(_with_problem(definition, problem))
+    return flagged
 
 
 def _definition_statements(cells: list[tuple[int, str]]) -> list[Definition]:
@@ -79,9 +91,9 @@ def _definition_statements(cells: list[tuple[int, str]]) -> list[Definition]:
     return found
 
 
-def _with_problem(definition: Definition, problem: str | None) -> Definition:
+def _with_problem(definition: Definition, problem: str | None, kind: str = "autograd") -> Definition:
     return Definition(definition.source, definition.binds, definition.reads, definition.position, definition.kind,
-                      problem)
+                      problem, kind)
 
 
 def _problem(definition: Definition, unit: units.Unit, aliases: dict[str, str]) -> str | None:
@@ -189,13 +201,13 @@ def check_use(answer: str, unit: units.Unit, position: int, definitions: list[De
         problem = _problem_behind(name, before, unit, aliases, problems)
         if problem is None:
             continue
-        culprit, what = problem
+        culprit, what, kind = problem
         if _only_called_as_statement(tree, name) and _is_function(name, before):
             silenced.append(name)
             continue
         through = "" if culprit == name else f"uses `{culprit}`, which "
-        return Use(static.Finding("autograd", f"line {line} uses `{name}`, defined in a cell you added, which "
-                                              f"{through}{what}"))
+        return Use(static.Finding(kind, f"line {line} uses `{name}`, defined in a cell you added, which "
+                                        f"{through}{what}"))
     return Use(silenced=tuple(silenced))
 
 
@@ -232,10 +244,10 @@ def _bound_in(tree: ast.AST) -> set[str]:
 
 
 def _problem_behind(name: str, before: list[Definition], unit: units.Unit, aliases: dict[str, str],
-                    problems: dict[int, str | None]) -> tuple[str, str] | None:
-    """(the definition's name, what it does) for the first definition reached from `name`, following the names
-    each definition reads, that the scan flags for this unit; None if all are clean. `problems` memoizes the scan
-    per definition (by index in `before`) for this unit."""
+                    problems: dict[int, tuple[str | None, str]]) -> tuple[str, str, str] | None:
+    """(the definition's name, what it does, the finding's kind) for the first definition reached from `name`,
+    following the names each definition reads, that the scan flags for this unit; None if all are clean.
+    `problems` memoizes the scan per definition (by index in `before`) for this unit."""
     seen, pending = set(), [name]
     while pending:
         current = pending.pop(0)
@@ -247,9 +259,11 @@ def _problem_behind(name: str, before: list[Definition], unit: units.Unit, alias
                 continue
             if index not in problems:
                 # A unit with no forbidden library calls is scanned for autograd only, as the definition already was.
-                problems[index] = _problem(definition, unit, aliases) if unit.forbidden else definition.problem
-            if problems[index] is not None:
-                return current, problems[index]
+                found = _problem(definition, unit, aliases) if unit.forbidden else None
+                problems[index] = ((found, "autograd") if found is not None
+                                   else (definition.problem, definition.problem_kind))
+            if problems[index][0] is not None:
+                return current, problems[index][0], problems[index][1]
             pending += sorted(definition.reads - seen)
     return None
 

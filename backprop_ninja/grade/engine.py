@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import compare, definitions, evidence, extract, isolation, probe, sandbox, static
+from backprop_ninja.grade import allowlist, compare, definitions, evidence, extract, isolation, probe, sandbox, static
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
-from backprop_ninja.grade.verdict import (CRASHED, ERROR, LENIENT_RULES, LENIENT_SHAPE, MISSING, OK, RIGHT_BY_LUCK,
-                                          SHAPE_POLICIES, STRICT_RULES, STRICT_SHAPE, TIMEOUT, USES_AUTOGRAD, WRONG,
-                                          SubmissionResult, Verdict)
+from backprop_ninja.grade.verdict import (ALLOWLIST_CODE, CODE_POLICIES, CRASHED, ERROR, LENIENT_RULES, LENIENT_SHAPE,
+                                          MISSING, NOT_ALLOWED, OK, RIGHT_BY_LUCK, SHAPE_POLICIES, STRICT_RULES,
+                                          STRICT_SHAPE, TIMEOUT, USES_AUTOGRAD, WRONG, SubmissionResult, Verdict)
 
 # (seed, n) of the replays: the notebook's own run first, then fresh batches of 32, 17 and 50 rows. The fresh
 # seeds here are examples (tests use them); every grading draws its own, see replay_plans.
@@ -45,6 +45,11 @@ class EnvironmentProblem(RuntimeError):
     """The reference answers do not score full here: the machine, not a student, is at fault."""
 
 
+class MachineFault(EnvironmentProblem):
+    """A box failed under a submission in a way no cell can cause (it could not be opened, a worker could not be
+    started, the spawner died): no verdict is given, the submission is to be graded again (the batch does)."""
+
+
 _shared_launcher: isolation.Launcher | None = None
 
 
@@ -62,14 +67,18 @@ def shared_launcher() -> isolation.Launcher:
 def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
                    memory_limit_bytes: int = MEMORY_LIMIT, launcher: isolation.Launcher | None = None,
                    check_environment: bool = True, strict_rules: bool = False,
-                   shape: str = STRICT_SHAPE) -> SubmissionResult:
+                   shape: str = STRICT_SHAPE, code: str = ALLOWLIST_CODE) -> SubmissionResult:
     """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds;
     raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade.
     strict_rules: an answer right by luck (probe.py) earns no points; by default it keeps them, with a note.
     shape: "lenient" accepts an intermediate's gradient whose shape differs only by size-1 dimensions (see
-    apply_shape_policy); "strict", the default, does not."""
+    apply_shape_policy); "strict", the default, does not.
+    code: "allowlist", the default, refuses (not_allowed) any answer cell or added-cell definition outside what a
+    gradient needs (allowlist.py); "any" lets any Python through to the autograd scan and the run-time blocks."""
     if shape not in SHAPE_POLICIES:
         raise ValueError(f"shape policy {shape!r}: choose one of {', '.join(SHAPE_POLICIES)}")
+    if code not in CODE_POLICIES:
+        raise ValueError(f"code policy {code!r}: choose one of {', '.join(CODE_POLICIES)}")
     launcher = launcher or shared_launcher()
     limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
     canary = _start_canary(launcher, limits, unit_timeout, total_timeout) if check_environment else None
@@ -79,8 +88,9 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
         result = SubmissionResult(submission=str(path), error=found.error, isolation=launcher.description)
         result.verdicts = [_verdict(u, ERROR, f"not graded: {found.error}") for u in units.UNITS]
     else:
-        result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout)
+        result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout, code=code)
         result.submission = str(path)
+    result.code = code
     apply_rule_policy(result, strict_rules)
     apply_shape_policy(result, shape)
     result.execution_time = time.monotonic() - started
@@ -120,10 +130,11 @@ def timeouts(*, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL
 
 
 def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
-                  unit_timeout: float, deadline: float) -> SubmissionResult:
+                  unit_timeout: float, deadline: float, code: str = ALLOWLIST_CODE) -> SubmissionResult:
+    context = _allowlist_context(found) if code == ALLOWLIST_CODE else None
     decided = _decide_before_replay(found)
-    through_added, preludes = _added_cell_definitions(found, decided)
-    decided.update(through_added)
+    refused, preludes = _added_cells_and_allowlist(found, decided, context)
+    decided.update(refused)
     to_replay = [u for u in units.UNITS if u.grade_id not in decided]
     if to_replay:
         code = {u.grade_id: static.strip_magics(found.answers[u.grade_id]) for u in to_replay}
@@ -154,8 +165,15 @@ def ensure_environment(launcher: isolation.Launcher, limits: sandbox.Limits, uni
     launcher.environment_checked.add(key)
 
 
+def _allowlist_context(found: extract.Extraction) -> allowlist.Context:
+    """Module aliases and the student's own attribute names, from every answer cell and every added cell."""
+    sources = [static.strip_magics(s) for s in found.answers.values()]
+    sources += [static.strip_magics(source) for _, source in found.added]
+    return allowlist.Context.of(sources)
+
+
 def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
-    """Verdicts that need no replay: missing cells and the static scan's findings."""
+    """Verdicts that need no replay: missing cells and the static scan's findings (autograd)."""
     decided = {}
     for unit in units.UNITS:
         source = found.answers.get(unit.grade_id)
@@ -178,22 +196,30 @@ def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
     return decided
 
 
-def _added_cell_definitions(found: extract.Extraction,
-                            decided: dict[str, Verdict]) -> tuple[dict[str, Verdict], dict[str, list[str]]]:
-    """(verdicts of the answers that reach autograd through a cell the student added, grade_id -> the definitions
-    to run before that answer cell), see definitions.py. Without added cells: nothing, at no cost."""
-    added = definitions.from_added_cells(found.added) if found.added else []
-    if not added:
-        return {}, {}
+def _added_cells_and_allowlist(found: extract.Extraction, decided: dict[str, Verdict],
+                               context: allowlist.Context | None = None
+                               ) -> tuple[dict[str, Verdict], dict[str, list[str]]]:
+    """(verdicts of the answers refused before any replay, grade_id -> the definitions to run before that answer
+    cell). Refused: an answer that reaches autograd, or (under the allowlist policy, `context` given) something
+    off the allowlist, through a cell the student added (definitions.py); then an answer that is itself off the
+    allowlist. Only then are the added cells' definitions given to the answer cells that will run."""
+    added = definitions.from_added_cells(found.added, context) if found.added else []
     verdicts, stand_ins = {}, {}
-    for unit in (u for u in units.UNITS if u.grade_id not in decided):
+    for unit in (u for u in units.UNITS if u.grade_id not in decided and added):
         use = definitions.check_use(found.answers[unit.grade_id], unit, found.positions.get(unit.grade_id, -1),
                                     added)
         if use.finding is not None:
-            status = ERROR if use.finding.kind == "syntax" else USES_AUTOGRAD
+            status = {"syntax": ERROR, "not_allowed": NOT_ALLOWED}.get(use.finding.kind, USES_AUTOGRAD)
             verdicts[unit.grade_id] = _verdict(unit, status, use.finding.message)
         elif use.silenced:
             stand_ins[unit.grade_id] = [definitions.stand_in(name) for name in use.silenced]
+    for unit in (u for u in units.UNITS if context is not None and u.grade_id not in decided
+                 and u.grade_id not in verdicts):
+        refusal = allowlist.check(static.strip_magics(found.answers[unit.grade_id]), context)
+        if refusal is not None:
+            verdicts[unit.grade_id] = _verdict(unit, NOT_ALLOWED, refusal.message)
+    if not added:
+        return verdicts, {}
     order = [(u.grade_id, found.positions.get(u.grade_id, -1)) for u in units.UNITS
              if u.grade_id not in decided and u.grade_id not in verdicts]
     preludes = definitions.preludes(order, added)
@@ -296,13 +322,15 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
     replays = [[replay_inputs(*spec) for spec in plan] for plan, _ in groups]
     verdicts, skip, first = {}, set(), 0
     # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
-    with launcher.open_box([r.values for group in replays for r in group], worker_meta(), limits) as box:
+    out_of_reach = _spawner_out_of_reach(launcher)
+    with _open_box(launcher, [r.values for group in replays for r in group], limits) as box:
         for r in (r for group in replays for r in group):  # only now: the spawner will never see these
             add_reference_gradients(r)
         for (plan, graded), group in zip(groups, replays):
             indices = list(range(first, first + len(group)))
             first += len(group)
-            runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip, preludes)
+            runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip, preludes,
+                             spawner_out_of_reach=out_of_reach)
             graded_ids = {u.grade_id for u in graded}
             outcomes = runner.run_all(graded_ids)
             proofs = [evidence.build_evidence(r, graded_ids) for r in group]
@@ -313,6 +341,22 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
                     verdicts[u.grade_id] = _probe_note(verdicts[u.grade_id], outcomes[u.grade_id],
                                                        runner.probes[u.grade_id], proofs[probe.PROBE_REPLAY][u.grade_id])
     return verdicts
+
+
+def _open_box(launcher: isolation.Launcher, values: list, limits: sandbox.Limits) -> sandbox.Box:
+    """launcher.open_box; a box that cannot be opened is the machine's fault (no code of this submission ran yet)."""
+    try:
+        return launcher.open_box(values, worker_meta(), limits)
+    except (sandbox.BoxUnavailable, OSError) as error:
+        raise MachineFault(f"the sandbox could not open a box for this submission ({error})") from None
+
+
+def _spawner_out_of_reach(launcher: isolation.Launcher) -> bool:
+    """Whether no cell can end a box's spawner: isolated it is PID 1 of the box's namespace, and seccomp lets a
+    worker signal only itself. Then a spawner that fails is the machine's fault, never the student's."""
+    from backprop_ninja.sandboxed import confine
+
+    return launcher.isolated or confine.seccomp_available()
 
 
 class _Runner:
@@ -326,8 +370,9 @@ class _Runner:
     """
 
     def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str],
-                 preludes: dict[str, list[str]] | None = None):
+                 preludes: dict[str, list[str]] | None = None, spawner_out_of_reach: bool = True):
         self.box, self.jobs, self.answers, self.replays = box, jobs, answers, replays
+        self.spawner_out_of_reach = spawner_out_of_reach  # then a failing box is the machine's (MachineFault)
         self.preludes = preludes or {}  # grade_id -> definitions from added cells, run just before that cell
         self.indices = indices  # where these replays sit among the box's
         self.unit_timeout, self.deadline = unit_timeout, deadline
@@ -376,6 +421,7 @@ class _Runner:
             reply, answer_arrays = self.worker.request(header, arrays, self._deadline())
         except sandbox.WorkerFailure as failure:
             self._drop_worker()
+            self._raise_if_box_died(failure)
             self.skip.add(unit.grade_id)
             return self._failure(failure)
         if made is not None and isinstance(reply.get("probe"), dict):
@@ -405,8 +451,10 @@ class _Runner:
             try:
                 self.worker, self.worker_saw_references = self.box.start_worker(), False
                 self.sent: set[str] = set()  # reference names this worker holds
-            except RuntimeError as error:  # e.g. a cell killed the spawner, its parent
-                self.broken = f"{error}; an earlier cell may have killed it"
+            except sandbox.BoxUnavailable as error:
+                if self.spawner_out_of_reach:
+                    raise MachineFault(f"{error}; no cell can reach the spawner, so the machine failed") from None
+                self.broken = f"{error}; an earlier cell may have killed it"  # unisolated, without seccomp
                 return
             for earlier in self.jobs[:index]:
                 history = self._history(earlier, self.jobs[index].exercise)
@@ -440,6 +488,11 @@ class _Runner:
         """The header entry with the definitions to run before `unit`'s cell; none in most notebooks."""
         prelude = self.preludes.get(unit.grade_id)
         return {"prelude": prelude} if prelude else {}
+
+    def _raise_if_box_died(self, failure: sandbox.WorkerFailure) -> None:
+        """A worker that died because its spawner ended died of the machine, not of its cell."""
+        if failure.kind == "crashed" and self.spawner_out_of_reach and not self.box.spawner_alive():
+            raise MachineFault(f"the sandbox's spawner ended while a cell ran ({failure.detail})")
 
     def _deadline(self) -> float:
         return min(time.monotonic() + self.unit_timeout, self.deadline)

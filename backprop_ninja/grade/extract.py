@@ -2,6 +2,9 @@
 
 Tolerant on purpose: cells may be moved, duplicated (the last one that is not the blank stub wins),
 retyped to markdown or raw (read as code), and their source may be a string or a list of lines.
+A notebook of version 2 or 3 (cells inside worksheets) is upgraded to version 4 first, cell by cell as nbformat's
+own reader does (tests/test_notebook_versions.py compares the two), so the CLI, the batch and the Gradescope
+bundle grade it exactly as nbgrader, which reads every notebook through nbformat, does. Older ones are refused.
 Anything that stops us from reading the file at all is a submission-level error (data, not an exception).
 This runs in the trusted grader process, so it is bounded: only a regular file is opened (never a link,
 pipe or device), at most `max_notebook_bytes` are read, and deep nesting cannot crash the parser.
@@ -57,10 +60,78 @@ def read_answers(path: str | Path, *, max_notebook_bytes: int = limits.MAX_NOTEB
         return Extraction(error=f"{path} is not a notebook: its JSON is nested too deeply to read; {_RESUBMIT}")
     except ValueError as error:  # e.g. a number with more digits than Python converts
         return Extraction(error=f"{path} is not a notebook: {error}; {_RESUBMIT}")
+    try:
+        cells = notebook_cells(notebook, path)
+    except _Unreadable as error:
+        return Extraction(error=str(error))
+    return answers_from_cells(cells, max_cell_bytes=max_cell_bytes)
+
+
+# ---- one reading of every notebook version ----
+
+WORKSHEET_VERSIONS = (2, 3)   # cells inside worksheets; upgraded here the way nbformat upgrades them
+_RESAVE = "open it in Jupyter and save it (Jupyter saves version 4), then submit the .ipynb file"
+
+
+def notebook_cells(notebook, path: Path) -> list:
+    """The notebook's cells as version 4 has them: upgraded from version 2 or 3, refused below that."""
+    version = notebook.get("nbformat") if isinstance(notebook, dict) else None
+    if type(version) is int and version in WORKSHEET_VERSIONS:  # not bool: True is no version
+        return _upgraded_cells(notebook, version, path)
+    if type(version) is int and version < min(WORKSHEET_VERSIONS):
+        raise _Unreadable(f"{path} is a Jupyter notebook of version {version}, older than the grader reads "
+                          f"(versions 2 to 4): {_RESAVE}")
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(cells, list):
-        return Extraction(error=f"{path} is JSON but not a Jupyter notebook (version 4): it has no list of cells")
-    return answers_from_cells(cells, max_cell_bytes=max_cell_bytes)
+        raise _Unreadable(f"{path} is JSON but not a Jupyter notebook (version 4): it has no list of cells")
+    return cells
+
+
+def _upgraded_cells(notebook: dict, version: int, path: Path) -> list:
+    """Every worksheet's cells, in order, as version 4 cells (nbformat.v4.convert.upgrade flattens them too)."""
+    worksheets = notebook.get("worksheets")
+    if not isinstance(worksheets, list):
+        raise _Unreadable(f"{path} says it is a Jupyter notebook of version {version}, but it has no list of "
+                          f"worksheets, where that version keeps its cells: {_RESAVE}")
+    cells = []
+    for worksheet in worksheets:
+        inner = worksheet.get("cells") if isinstance(worksheet, dict) else None
+        if isinstance(inner, list):
+            cells.extend(_upgraded_cell(cell, version) for cell in inner)
+    return cells
+
+
+def _upgraded_cell(cell, version: int):
+    """One cell as nbformat's v3 reader and v4 upgrade leave it: a code cell's `input` becomes its source, a
+    heading cell becomes a markdown cell `# title`, an html cell a markdown cell; metadata (grade_id) is kept."""
+    if not isinstance(cell, dict):
+        return cell  # answers_from_cells skips it
+    upgraded = dict(cell)
+    kind = cell.get("cell_type")
+    if kind == "code":
+        upgraded.pop("input", None)
+        upgraded["source"] = _joined_lines(cell.get("input", ""), version)
+    else:
+        upgraded["source"] = _joined_lines(cell.get("source", ""), version)
+    if kind == "heading":
+        level = cell.get("level", 1)
+        level = level if type(level) is int and 0 <= level <= 6 else 1  # a heading has 1 to 6 '#'s
+        title = upgraded["source"] if isinstance(upgraded["source"], str) else ""
+        upgraded.update(cell_type="markdown", source="#" * level + " " + " ".join(title.splitlines()))
+        upgraded.pop("level", None)
+    elif kind == "html":
+        upgraded["cell_type"] = "markdown"
+    return upgraded
+
+
+def _joined_lines(value, version: int):
+    """A source saved as a list of lines, joined as nbformat's reader of that version joins it."""
+    if not isinstance(value, list):
+        return value  # a string as it is; anything else cell_source reads as ""
+    lines = [line for line in value if isinstance(line, str)]
+    if version == 3 and lines and lines[0].endswith(("\n", "\r")):
+        return "".join(lines)  # written with splitlines(True): the line ends are in the lines
+    return "\n".join(lines)
 
 
 def _read_notebook_file(path: Path, limit: int) -> bytes:

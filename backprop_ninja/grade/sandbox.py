@@ -33,6 +33,12 @@ class WorkerFailure(Exception):
         self.detail = detail
 
 
+class BoxUnavailable(RuntimeError):
+    """A box or a worker could not be started: the machine's fault (no tasks left, the sandbox host died), never
+    the student's, since no student code can reach the spawner or the host. The batch re-checks the machine and
+    grades the submission again (docs/batch.md)."""
+
+
 class FrameReader:
     """The grader's side: read frames from an untrusted worker, never waiting past a deadline."""
 
@@ -130,7 +136,7 @@ class Worker:
 
 def ask_for_socket(channel: socket.socket, request: bytes, what: str, detail=lambda: "") -> tuple[bytes, socket.socket]:
     """Send `request` and wait (at most SPAWN_TIMEOUT) for the answer with one socket attached (SCM_RIGHTS);
-    RuntimeError saying what could not be done otherwise. `detail()` adds to that message (e.g. bwrap's stderr)."""
+    BoxUnavailable saying what could not be done otherwise. `detail()` adds to that message (e.g. bwrap's stderr)."""
     try:
         channel.sendall(request)
         readable, _, _ = select.select([channel], [], [], SPAWN_TIMEOUT)
@@ -138,9 +144,9 @@ def ask_for_socket(channel: socket.socket, request: bytes, what: str, detail=lam
             raise OSError("no answer")
         message, fds, _, _ = socket.recv_fds(channel, 64, 1)
     except OSError as error:
-        raise RuntimeError(f"could not {what}: {error}{detail()}") from None
+        raise BoxUnavailable(f"could not {what}: {error}{detail()}") from None
     if not fds:
-        raise RuntimeError(f"could not {what}: no socket came back{detail()}")
+        raise BoxUnavailable(f"could not {what}: no socket came back{detail()}")
     return message, socket.socket(fileno=fds[0])
 
 
@@ -158,6 +164,15 @@ class Box:
         worker = Worker(int(message.decode()), sock, self)
         self.workers.append(worker)
         return worker
+
+    def spawner_alive(self) -> bool:
+        """Whether the spawner still holds its end of the control socket. It never writes unless asked, so a
+        readable socket means it ended (the kernel closes its sockets before its workers die with it)."""
+        try:
+            readable, _, _ = select.select([self.control], [], [], 0)
+            return not readable or self.control.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
 
     def kill_worker(self, pid: int) -> None:
         try:

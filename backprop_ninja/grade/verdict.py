@@ -15,7 +15,10 @@ CRASHED = "crashed"            # the process died under it (exit, signal, memory
 # matches because a gradient is exactly 0. Only under the strict rule policy; by default such a unit stays "ok",
 # with the reason in `note`.
 RIGHT_BY_LUCK = "right_by_luck"
-STATUSES = (OK, WRONG, ERROR, MISSING, USES_AUTOGRAD, TIMEOUT, CRASHED, RIGHT_BY_LUCK)
+# The cell uses something outside what a gradient needs (grade/allowlist.py): a module, attribute, builtin or
+# language construct that is not on the list. Decided statically, before anything runs; never run.
+NOT_ALLOWED = "not_allowed"
+STATUSES = (OK, WRONG, ERROR, MISSING, USES_AUTOGRAD, TIMEOUT, CRASHED, RIGHT_BY_LUCK, NOT_ALLOWED)
 # The rule policies (SubmissionResult.rules): what a right-by-luck answer earns.
 LENIENT_RULES = "lenient"      # the default: full points, and a note says why the value matched
 STRICT_RULES = "strict"        # --strict-rules: no points
@@ -23,6 +26,10 @@ STRICT_RULES = "strict"        # --strict-rules: no points
 STRICT_SHAPE = "strict"        # the default: the shape must be the variable's (keepdim matters when it is used)
 LENIENT_SHAPE = "lenient"      # --shape lenient: size-1 dimensions may differ, for intermediates (not parameters)
 SHAPE_POLICIES = (STRICT_SHAPE, LENIENT_SHAPE)
+# The code policies (SubmissionResult.code): what an answer cell may contain.
+ALLOWLIST_CODE = "allowlist"   # the default: only what a gradient needs (grade/allowlist.py); the rest is not_allowed
+ANY_CODE = "any"               # --code any: any Python; only the autograd scan and the run-time blocks apply
+CODE_POLICIES = (ALLOWLIST_CODE, ANY_CODE)
 
 
 @dataclass
@@ -55,6 +62,7 @@ class SubmissionResult:
     isolation: str = ""        # how student code ran (isolation.Launcher.description); "none (...)" if unisolated
     rules: str = ""            # the rule policy graded under: LENIENT_RULES or STRICT_RULES ("" in older records)
     shape: str = ""            # the shape policy graded under: STRICT_SHAPE or LENIENT_SHAPE ("" in older records)
+    code: str = ""             # the code policy graded under: ALLOWLIST_CODE or ANY_CODE ("" in older records)
 
     @property
     def score(self) -> float:
@@ -70,7 +78,8 @@ class SubmissionResult:
         fields = Verdict.__dataclass_fields__
         verdicts = [Verdict(**{k: v for k, v in item.items() if k in fields}) for item in data.get("verdicts", [])]
         return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0),
-                   data.get("isolation", ""), data.get("rules", ""), data.get("shape", ""))
+                   data.get("isolation", ""), data.get("rules", ""), data.get("shape", ""),
+                   data.get("code", ""))
 
     def by_unit(self) -> dict[str, Verdict]:
         return {v.unit: v for v in self.verdicts}

@@ -109,9 +109,12 @@ def run(args: list[str], env: dict[str, str], *, cwd: Path, timeout: float,
         return Run([str(a) for a in args], code, out.read(), err.read(), seconds, Path(env["TMPDIR"]))
 
 
-def grade_cli(*args: str | Path) -> list[str]:
-    """`backprop-ninja grade ...` as a command line (the interpreter of this venv)."""
-    return [sys.executable, "-m", "backprop_ninja", "grade", *map(str, args)]
+def grade_cli(*args: str | Path, code: str = "any") -> list[str]:
+    """`backprop-ninja grade ...` as a command line (the interpreter of this venv). The attacks here test the
+    second line (the sandbox and the run-time blocks), which the allowlist would hide by refusing their cells
+    before they run: so they are graded under `--code any` unless a test says otherwise
+    (test_attacks_allowlist.py grades under the default)."""
+    return [sys.executable, "-m", "backprop_ninja", "grade", *map(str, args), "--code", code]
 
 
 # ---------------------------------------------------------------- processes

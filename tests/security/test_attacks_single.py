@@ -69,7 +69,7 @@ def test_cli_leaves_nothing_behind(cli_forge):
 def gradescope_forge(workdir, names_file) -> tuple[h.Run, Path, list[str]]:
     """run_autograder as Gradescope runs it (the zip unpacked in ROOT/source), on the forging notebook."""
     root = workdir / "autograder"
-    archive = bundle.build_gradescope_zip(workdir / "bundle")
+    archive = bundle.build_gradescope_zip(workdir / "bundle", code="any")  # the sandbox's test: see h.grade_cli
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(root / "source")
         for info in zf.infolist():
