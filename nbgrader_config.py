@@ -7,11 +7,12 @@ import sys
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
-                                    ClearOutput, Execute, GetGrades, IncludeHeaderFooter, LimitOutput, LockCells,
-                                    SaveAutoGrades)
+                                    ClearOutput, DeduplicateIds, Execute, GetGrades, IncludeHeaderFooter, LimitOutput,
+                                    LockCells, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
-from backprop_ninja.nbgrader_plugins import (ApplyEngineVerdicts, EngineVerdicts, SandboxedExecute, ScoreOnErrorsOnly,
-                                             ShortTracebacks)
+from backprop_ninja.nbgrader_plugins import (ApplyEngineVerdicts, EngineVerdicts, RestoreReleaseMetadata,
+                                             SandboxedExecute, ScoreOnErrorsOnly, ShortTracebacks,
+                                             StudentOutputsAsText)
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -22,18 +23,18 @@ if os.path.isfile(_NAMES):
     os.environ.setdefault("BACKPROP_NINJA_NAMES", _NAMES)
 
 
-def _cell_timeout_seconds(default: int = 180) -> int:
-    """Per-cell limit in seconds; BACKPROP_NINJA_CELL_TIMEOUT overrides it (the tests use a short one).
+def _seconds(variable: str, default: int) -> int:
+    """A time limit in seconds; the environment variable overrides it (the tests use short ones).
 
     A bad value falls back to the default with a warning instead of raising: nbgrader only logs an exception in
     this file and then runs with none of the hardening below.
     """
-    raw = os.environ.get("BACKPROP_NINJA_CELL_TIMEOUT", "").strip()
+    raw = os.environ.get(variable, "").strip()
     if raw.isdigit() and int(raw) >= 1:
         return int(raw)
     if raw:
-        print(f"nbgrader_config.py: BACKPROP_NINJA_CELL_TIMEOUT={raw!r} is not a whole number of seconds (at "
-              f"least 1); using {default} s. Fix or unset the variable.", file=sys.stderr)
+        print(f"nbgrader_config.py: {variable}={raw!r} is not a whole number of seconds (at least 1); using "
+              f"{default} s. Fix or unset the variable.", file=sys.stderr)
     return default
 
 
@@ -42,10 +43,17 @@ c.CourseDirectory.solution_directory = "solutions"
 # The text source (backprop_ninja.py) holds the solutions: never copy it into a release or an autograded folder.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*", "*.py", "names.txt"]
 
-# Time: a per-cell limit (nbgrader has no per-notebook one), and no graceful kernel shutdown (0.5 s each, sometimes
-# 3.4 s; identical scores).
-c.Execute.timeout = _cell_timeout_seconds()
+# Time: a per-cell limit, a limit for the whole notebook (nbgrader has none: six cells of 8 s each took 62 s; the points
+# are the grader's, decided before the kernel starts, so the kernel is only cut short), and no graceful kernel
+# shutdown (0.5 s each, sometimes 3.4 s; identical scores).
+c.Execute.timeout = _seconds("BACKPROP_NINJA_CELL_TIMEOUT", 180)
+c.SandboxedExecute.notebook_timeout = _seconds("BACKPROP_NINJA_NOTEBOOK_TIMEOUT", 300)
 c.Execute.shutdown_kernel = "immediate"
+
+# Student metadata is not read: every cell's nbgrader metadata (grade_id, points, flags) is rebuilt from the gradebook
+# before nbgrader's own steps, which stop with a KeyError on a duplicated or relabelled grade_id.
+c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreReleaseMetadata, DeduplicateIds, OverwriteKernelspec,
+                                      OverwriteCells, CheckCellMetadata]
 
 # Points come from the grader, not from the student's kernel: EngineVerdicts grades the notebook before the kernel
 # starts, SandboxedExecute runs the kernel in a sandbox (no network, no course folder, no gradebook) and survives a
@@ -66,7 +74,9 @@ c.EngineVerdicts.shape = "strict"  # "lenient": size-1 dimensions may differ in 
 # Deleted or metadata-stripped test cells are put back from the gradebook and graded, instead of scoring 0 quietly.
 c.OverwriteCells.add_missing_cells = True
 
-# Hidden tests stay hidden: out of feedback (cell sources and tracebacks) and out of generated solutions.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+# Hidden tests stay hidden: out of feedback (cell sources and tracebacks) and out of generated solutions. Nothing the
+# student wrote runs in the browser that opens the feedback: HTML, JavaScript and Markdown the student wrote are text.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, StudentOutputsAsText,
+                                    CSSHTMLHeaderPreprocessor]
 c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme, ClearHiddenTests,
                                     Execute]

@@ -4,19 +4,25 @@ The points come from the grader (backprop_ninja.grade.engine), not from the stud
 
     EngineVerdicts        before the kernel runs: grade the notebook exactly as nbgrader is about to run it
     SandboxedExecute      nbgrader's Execute, with the kernel in a sandbox (grade/kernel_sandbox.py) unless isolation
-                          is off, and going on when the kernel dies or hangs for good
+                          is off, a time limit for the whole notebook, and going on when the kernel dies or hangs
     ScoreOnErrorsOnly     a stray stderr line or execute_result in a grade cell decides nothing
     ApplyEngineVerdicts   every test cell's outputs become the grader's verdict; nbgrader scores those
 
 All of them run in the nbgrader process and never run student code themselves: the grader runs the answer cells in
-its own sandboxed workers, and the kernel is sandboxed too. ShortTracebacks is for the feedback.
+its own sandboxed workers, and the kernel is sandboxed too. RestoreReleaseMetadata runs first when nbgrader
+sanitises a submission; ShortTracebacks and StudentOutputsAsText are for the feedback.
 """
 from __future__ import annotations
 
 import atexit
+import base64
+import binascii
 import contextlib
+import json
+import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,12 +30,13 @@ from typing import TYPE_CHECKING
 import nbformat
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from nbgrader.utils import is_grade
-from traitlets import Bool, Enum
+from nbgrader.api import Gradebook
+from nbgrader.utils import is_grade, is_locked
+from traitlets import Bool, Enum, Integer
 
 from backprop_ninja.grade import isolation
 from backprop_ninja.grade.isolation import OFF, REQUIRED
-from backprop_ninja.grade.verdict import SHAPE_POLICIES, STRICT_SHAPE
+from backprop_ninja.grade.verdict import ALLOWLIST_CODE, CODE_POLICIES, SHAPE_POLICIES, STRICT_SHAPE
 
 if TYPE_CHECKING:  # the grader is imported lazily below: it imports torch, which nbgrader's other commands never need
     from backprop_ninja.grade.verdict import SubmissionResult
@@ -38,6 +45,7 @@ TEST_CELL_PREFIX = "test_"  # the test cell of unit <grade_id> is test_<grade_id
 NO_ISOLATION_VAR = isolation.NO_ISOLATION_ENV
 STATE_KEY = "backprop_ninja_verdicts"  # where EngineVerdicts leaves its result in nbconvert's resources
 NOT_GRADED = "NotGraded"  # ename of a unit the grader could not grade (it scores 0 all the same)
+NOTEBOOK_TIME_UP = "NotebookTimeLimit"  # ename on the cell in which the whole notebook's time limit ran out
 GRADING_FIX = (f"set c.EngineVerdicts.isolation = 'off' in nbgrader_config.py or {NO_ISOLATION_VAR}=1 in "
                f"nbgrader's environment to grade without isolation (student code then runs as nbgrader's user, "
                f"and every test cell says so)")
@@ -69,6 +77,151 @@ class ShortTracebacks(NbGraderPreprocessor):
                 if out.output_type == "error":
                     out.traceback = [f"{out.ename}: {out.evalue}"]
         return cell, resources
+
+
+# ---- what the student sent is data: metadata from the release, outputs as text ----
+
+class RestoreReleaseMetadata(NbGraderPreprocessor):
+    """First in Autograde.sanitize_preprocessors: every cell's nbgrader metadata is rebuilt from the gradebook
+    (what generate_assignment recorded of the release), so nbgrader never reads the student's own.
+
+    Of the student's metadata only the grade_id is read, as the claim "this cell is my copy of that release cell".
+    A claim of an id the release does not have is dropped, and of several cells claiming one id only one keeps it:
+    for an answer cell, the cell the grader grades (extract.answers_from_cells: the last non-blank one); for any
+    other, the last one, as nbgrader's DeduplicateIds does. The cell that keeps it gets the release's flags
+    (grade, solution, locked, task) and points; the others lose their nbgrader metadata and are ordinary added
+    cells. So a duplicated or relabelled grade_id, changed points or flags, or nbgrader metadata without a grade_id
+    no longer stop autograde with a KeyError or leave cells for manual grading: nbgrader's own steps after this one
+    (OverwriteCells restoring locked sources and missing test cells) see a well-formed notebook, and the tamperer
+    gets what the grader gives the cells as submitted.
+    """
+
+    def preprocess(self, nb, resources):
+        release = self.release_cells(resources["nbgrader"])
+        claims = {index: grade_id for index, grade_id in enumerate(map(claimed_grade_id, nb.cells))
+                  if grade_id is not None}
+        kept = kept_claims(nb.cells, claims)
+        for index, cell in enumerate(nb.cells):
+            grade_id = claims.get(index)
+            if grade_id is not None and kept.get(grade_id) == index and grade_id in release:
+                cell.metadata["nbgrader"] = dict(release[grade_id])
+            elif "nbgrader" in cell.get("metadata", {}):
+                if grade_id is not None:
+                    self.log.warning("cell %d: its grade_id %r is %s; it is graded as a cell the student added",
+                                     index, grade_id, "not in the release" if grade_id not in release else
+                                     "claimed by another cell too")
+                del cell.metadata["nbgrader"]
+        return nb, resources
+
+    @staticmethod
+    def release_cells(where: dict) -> dict[str, dict]:
+        """grade_id -> the nbgrader metadata of that cell in the release, read from the gradebook."""
+        with Gradebook(where["db_url"]) as gradebook:
+            notebook = gradebook.find_notebook(where["notebook"], where["assignment"])
+            points = {cell.name: float(cell.max_score) for cell in notebook.grade_cells}
+            points.update({cell.name: float(cell.max_score) for cell in notebook.task_cells})
+            solutions = {cell.name for cell in notebook.solution_cells}
+            tasks = {cell.name for cell in notebook.task_cells}
+            cells = {}
+            for cell in notebook.source_cells:
+                meta = {"grade": cell.name in points and cell.name not in tasks, "solution": cell.name in solutions,
+                        "locked": bool(cell.locked), "task": cell.name in tasks, "grade_id": cell.name,
+                        "cell_type": cell.cell_type, "schema_version": 3}
+                if cell.name in points:
+                    meta["points"] = points[cell.name]
+                cells[cell.name] = meta
+        return cells
+
+
+def claimed_grade_id(cell) -> str | None:
+    nbgrader = cell.get("metadata", {}).get("nbgrader")
+    grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+    return grade_id if isinstance(grade_id, str) and grade_id else None
+
+
+def kept_claims(cells, claims: dict[int, str]) -> dict[str, int]:
+    """grade_id -> the index of the one cell that keeps it (see RestoreReleaseMetadata)."""
+    from backprop_ninja.grade import extract
+
+    graded_at = extract.answers_from_cells(cells).positions  # where the grader takes each answer from
+    kept: dict[str, int] = {}
+    for index, grade_id in claims.items():  # in order: the last claim wins ...
+        kept[grade_id] = index
+    for grade_id, index in graded_at.items():  # ... unless the grader grades another claim of an answer
+        if claims.get(index) == grade_id:
+            kept[grade_id] = index
+    return kept
+
+
+# Output data a browser shows without running or parsing anything the student chose: text, and images that are
+# plain base64 (each goes into <img src="data:...">, unescaped, so a string that is not base64 could close it).
+SAFE_TEXT = "text/plain"
+SAFE_IMAGES = ("image/png", "image/jpeg", "image/gif")
+
+
+class StudentOutputsAsText(NbGraderPreprocessor):
+    """For the feedback HTML (GenerateFeedback.preprocessors): nothing the student wrote is rendered as HTML or run.
+
+    - Every code cell's display outputs keep only text and base64 images; HTML, JavaScript, SVG, Markdown, LaTeX,
+      widgets and anything else become text saying what they were, and output metadata (image sizes, which the
+      template writes into attributes unescaped) is dropped.
+    - Markdown and raw cells the student wrote (all but the release's locked cells, whose source OverwriteCells
+      restored) are shown as a block of text: Markdown would keep raw HTML and javascript: links.
+    - The notebook's widget state, which the template turns into scripts, is dropped.
+    Stream and error outputs, and code, are escaped by the template already.
+    """
+
+    def preprocess(self, nb, resources):
+        nb.metadata.pop("widgets", None)
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code":
+            for out in cell.get("outputs", []):
+                if out.output_type in ("display_data", "execute_result"):
+                    data_as_text(out)
+        elif cell.cell_type == "raw" or not is_locked(cell):
+            cell.cell_type = "markdown"
+            cell.pop("attachments", None)
+            cell.metadata.pop("raw_mimetype", None)
+            cell.metadata.pop("format", None)
+            cell.source = as_text_block(cell.source)
+        return cell, resources
+
+
+def data_as_text(out) -> None:
+    data = out.get("data", {})
+    kept = {mime: value for mime, value in data.items() if mime in SAFE_IMAGES and is_base64(value)}
+    text = [joined(data[SAFE_TEXT])] if SAFE_TEXT in data else []
+    for mime, value in data.items():
+        if mime != SAFE_TEXT and mime not in kept:
+            text.append(f"[{mime} output, shown as text]\n{joined(value)}")
+    if text:
+        kept[SAFE_TEXT] = "\n".join(text)
+    out.data = kept
+    out.metadata = {}
+
+
+def joined(value) -> str:
+    if isinstance(value, list) and all(isinstance(part, str) for part in value):
+        return "".join(value)
+    return value if isinstance(value, str) else json.dumps(value, indent=1)
+
+
+def is_base64(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def as_text_block(source) -> str:
+    """Markdown that shows `source` verbatim: an indented code block, whose content Markdown escapes."""
+    lines = joined(source).splitlines() or [""]
+    return "\n".join("    " + line for line in lines)
 
 
 # ---- points from the grader ----
@@ -126,6 +279,11 @@ class EngineVerdicts(NbGraderPreprocessor):
         "that is right in value and differs only by size-1 dimensions earns its points, with the shape message; "
         "parameters must always match.")).tag(config=True)
 
+    code = Enum(list(CODE_POLICIES), default_value=ALLOWLIST_CODE, help=(
+        "'allowlist' (the default): an answer cell may use only what a gradient needs (grade/allowlist.py); "
+        "anything else is not_allowed and never runs. 'any': any Python reaches the sandbox, where the autograd "
+        "scan and the run-time blocks apply.")).tag(config=True)
+
     def isolation_choice(self) -> tuple[str, str]:
         """(mode, why it is off)."""
         if os.environ.get(NO_ISOLATION_VAR, "") not in ("", "0"):
@@ -144,7 +302,7 @@ class EngineVerdicts(NbGraderPreprocessor):
                 path = Path(folder) / "submission.ipynb"
                 path.write_text(nbformat.writes(nb))
                 result = engine.grade_notebook(path, launcher=launcher, strict_rules=self.strict_rules,
-                                               shape=self.shape)
+                                               shape=self.shape, code=self.code)
         except isolation.IsolationUnavailable as error:
             raise isolation.IsolationUnavailable(f"{error} In nbgrader: {GRADING_FIX}.") from None
         resources[STATE_KEY] = GradedSubmission(result, launcher.isolated, unisolated_because)
@@ -167,8 +325,12 @@ def _environment_variable(name: str, value: str):
             os.environ[name] = previous
 
 
+class NotebookTimeUp(Exception):
+    """The whole notebook's time limit ran out; SandboxedExecute stops running cells."""
+
+
 class SandboxedExecute(Execute):
-    """nbgrader's Execute, with two changes.
+    """nbgrader's Execute, with three changes.
 
     - The kernel runs sandboxed (grade/kernel_sandbox.py) unless EngineVerdicts turned isolation off; either way
       it knows that its hidden-test hook is display only (backprop_ninja/hidden.py).
@@ -176,7 +338,15 @@ class SandboxedExecute(Execute):
       fails the whole submission: the cell it was running gets that error, the cells after it stay unrun, and the
       units keep the grader's verdicts. Stock nbgrader would drop the student's autograded notebook and score
       nothing.
+    - The whole notebook has a time limit (notebook_timeout), where nbgrader only limits each cell: the cell that
+      runs out of it is interrupted and the cells after it stay unrun. The points are not affected: the grader
+      decided them before the kernel started.
     """
+
+    notebook_timeout = Integer(300, help=(
+        "Seconds the kernel may run the whole notebook, all cells together (nbgrader's Execute.timeout limits "
+        "each cell on its own). When it runs out, the running cell is interrupted and the cells below it are not "
+        "run; the points come from the grader either way.")).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         from jupyter_client import AsyncKernelManager
@@ -188,9 +358,13 @@ class SandboxedExecute(Execute):
         state = graded_submission(resources, "SandboxedExecute")
         self.kernel_manager_class = SandboxedKernelManager if state.isolated else AsyncKernelManager
         self.running_cell: int | None = None
+        self.deadline = time.monotonic() + self.notebook_timeout
         try:
             with _environment_variable(OUTSIDE_VERDICTS_VAR, "1"):
                 return super().preprocess(nb, resources, km)
+        except NotebookTimeUp:
+            self.note_time_up()
+            return self.nb, self.resources
         except (DeadKernelError, CellTimeoutError) as stopped:
             if self.running_cell is None:  # the kernel never ran a cell: a machine problem, not the student's
                 raise
@@ -199,7 +373,27 @@ class SandboxedExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         self.running_cell = index
-        return super().preprocess_cell(cell, resources, index)
+        done = super().preprocess_cell(cell, resources, index)
+        if cell.cell_type == "code" and self.seconds_left() <= 0:
+            raise NotebookTimeUp
+        return done
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _get_timeout(self, cell):
+        """nbclient's limit for one cell: the cell timeout, or less if the notebook's time runs out first."""
+        per_cell = super()._get_timeout(cell)
+        left = max(1, math.ceil(self.seconds_left()))
+        return left if per_cell is None else min(per_cell, left)
+
+    def note_time_up(self) -> None:
+        message = (f"the notebook's time limit ({self.notebook_timeout} s for all cells together) ran out in this "
+                   f"cell, so the cells below it were not run; your points come from the grader, which runs every "
+                   f"answer cell on its own")
+        self.log.warning("cell %d: %s", self.running_cell, message)
+        self.nb.cells[self.running_cell].outputs.append(
+            new_output("error", ename=NOTEBOOK_TIME_UP, evalue=message, traceback=[f"{NOTEBOOK_TIME_UP}: {message}"]))
 
     def note_stopped_kernel(self, stopped: Exception) -> None:
         how = "died" if type(stopped).__name__ == "DeadKernelError" else "kept running after its time limit"

@@ -423,7 +423,8 @@ def test_the_default_dtype_follows_the_replay_and_comes_back(tmp_path):
                       "torch.set_default_dtype(torch.float64 if logprobs.dtype == torch.float32 else torch.float32)"),
         ex1_probs=("assert torch.tensor(1.0).dtype == probs.dtype, probs.dtype\n"
                    "dprobs = dlogprobs / probs")))
-    assert_only(grade_notebook(path, **SHORT), {})
+    # the worker's guard is the test: past the allowlist, which refuses torch.set_default_dtype
+    assert_only(grade_notebook(path, code="any", **SHORT), {})
 
 
 def test_every_grading_ends_with_the_special_replays_on_fresh_seeds():

@@ -112,7 +112,7 @@ UNSANDBOXED_STUDENT = "off_attack"                     # x_attack's attack with 
 CONTROL_STUDENT = "raw_tricks"                         # x_tricks' notebook, graded by stock nbgrader's chain
 FAKE_CONTROL_STUDENT = "raw_fake"                      # x_fake's notebook, graded by stock nbgrader's chain
 NO_BWRAP_STUDENT = "w_no_bwrap"                        # autograded where bubblewrap is not on PATH
-ATTACKED_CELL = "ex1_logprobs"                         # x_attack's and x_fake's extra code follows this answer
+ATTACKED_CELL = "ex1_logprobs"                         # x_attack's and x_fake's extra code: a cell after this one
 EXITING_UNIT = "ex1_bndiff2"                           # x_exit's answer ends the kernel with os._exit(1)
 NOT_LIKE_THE_STANDALONE_GRADER = (CONTROL_STUDENT, FAKE_CONTROL_STUDENT, NO_BWRAP_STUDENT)
 # A sample of the fixture corpus (tests/corpus.py), one autograde run of its own (y_*): mistakes, alternative forms
@@ -143,10 +143,18 @@ def append_to_cell(nb: nbformat.NotebookNode, grade_id: str, code: str) -> None:
     cell.source = cell.source.rstrip("\n") + "\n" + code.strip("\n")
 
 
+def add_cell_after(nb: nbformat.NotebookNode, grade_id: str, code: str) -> None:
+    """A cell of the student's own right after an answer cell: the kernel runs it there, the grader replays only
+    its definitions (and the allowlist refuses those that reach past what a gradient needs), so what it does in
+    the kernel is the attack under test, not the answer."""
+    index = nb.cells.index(cell_with_id(nb, grade_id))
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code.strip("\n")))
+
+
 def tricks_notebook() -> nbformat.NotebookNode:
     """ada, plus a warning in every test cell, plus a wrong answer whose test cell forges an execute_result."""
     nb = example_notebook("ada")
-    append_to_cell(nb, "ex1_logprobs", NOISY_ALLCLOSE)
+    add_cell_after(nb, "ex1_logprobs", NOISY_ALLCLOSE)
     cell_with_id(nb, FORGED_WRONG_UNIT).source = examples.BEN_ANSWERS[FORGED_WRONG_UNIT] + "\n" + FORGED_CHECK
     return nb
 
@@ -174,7 +182,7 @@ def looping_notebook() -> nbformat.NotebookNode:
 def fake_hook_notebook() -> nbformat.NotebookNode:
     """ben (typical mistakes) with the hidden-test hook replaced by one that passes everything."""
     nb = example_notebook("ben")
-    append_to_cell(nb, ATTACKED_CELL, FAKE_HOOK)
+    add_cell_after(nb, ATTACKED_CELL, FAKE_HOOK)
     return nb
 
 
@@ -182,7 +190,7 @@ def attack_notebook(root: Path, student: str, port: int) -> nbformat.NotebookNod
     """ada, plus an answer cell that tries the gradebook, the course folder, a classmate's submission, planting a
     file in the course folder (planted_by_<student>) and the network (a listener of the test on `port`)."""
     nb = example_notebook("ada")
-    append_to_cell(nb, ATTACKED_CELL, ATTACK.format(
+    add_cell_after(nb, ATTACKED_CELL, ATTACK.format(
         gradebook=str(root / "gradebook.db"), root=str(root), planted=str(root / f"planted_by_{student}"),
         classmate=str(notebook_at(root, "submitted", "ada")), port=port, marker=ATTACK_MARKER))
     return nb
@@ -455,6 +463,23 @@ def test_config_sets_cell_timeout_and_immediate_shutdown(monkeypatch):
     assert Execute(config=load_course_config()).timeout == 15
 
 
+def test_config_limits_the_whole_notebook_and_reads_no_student_metadata_or_markup(monkeypatch):
+    """The attacks these close run in tests/security/test_attacks_nbgrader.py; here: the config wires them up."""
+    from nbgrader.preprocessors import ClearOutput, DeduplicateIds
+
+    from backprop_ninja.nbgrader_plugins import RestoreReleaseMetadata, StudentOutputsAsText
+
+    monkeypatch.delenv("BACKPROP_NINJA_NOTEBOOK_TIMEOUT", raising=False)
+    config = load_course_config()
+    assert SandboxedExecute(config=config).notebook_timeout == 300
+    # before nbgrader's first step that reads grade_ids
+    sanitize = config.Autograde.sanitize_preprocessors
+    assert sanitize[:3] == [ClearOutput, RestoreReleaseMetadata, DeduplicateIds], sanitize
+    assert StudentOutputsAsText in config.GenerateFeedback.preprocessors
+    monkeypatch.setenv("BACKPROP_NINJA_NOTEBOOK_TIMEOUT", "20")
+    assert SandboxedExecute(config=load_course_config()).notebook_timeout == 20
+
+
 def test_bad_cell_timeout_keeps_the_default_and_says_so(monkeypatch, capsys):
     from nbgrader.preprocessors import Execute
 
@@ -503,10 +528,13 @@ def test_grader_decides_whatever_the_kernel_prints(graded):
 
 
 def attack_report(root: Path, student: str) -> dict:
-    """What the attack code in `student`'s kernel managed, from its answer cell's output in the autograded notebook."""
-    text = stream_text(cell_with_id(read_notebook(notebook_at(root, "autograded", student)), ATTACKED_CELL), "stdout")
+    """What the attack code in `student`'s kernel managed, from the output of its cell (the one added right after
+    ATTACKED_CELL) in the autograded notebook."""
+    autograded = read_notebook(notebook_at(root, "autograded", student))
+    attack_cell = autograded.cells[autograded.cells.index(cell_with_id(autograded, ATTACKED_CELL)) + 1]
+    text = stream_text(attack_cell, "stdout")
     found = [line for line in text.splitlines() if line.startswith(ATTACK_MARKER)]
-    assert len(found) == 1, f"{student}: the attack did not report once; {ATTACKED_CELL} printed {text[-600:]!r}"
+    assert len(found) == 1, f"{student}: the attack did not report once; its cell printed {text[-600:]!r}"
     return json.loads(found[0][len(ATTACK_MARKER):])
 
 

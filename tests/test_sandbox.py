@@ -6,6 +6,7 @@ import os
 import resource
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -112,6 +113,19 @@ def multiply_big_matrices(sock):
     read_frame_blocking(sock)
 
 
+def start_a_thread_then_compute(sock):
+    header, _ = read_frame_blocking(sock)
+    try:
+        threading.Thread(target=time.sleep, args=(0,)).start()
+        thread = "started"
+    except RuntimeError as error:
+        thread = str(error)
+    a, t = np.random.rand(600, 600), torch.randn(1500, 1500)
+    sock.sendall(encode_frame({"pid": os.getpid(), "seq": header["seq"], "thread": thread,
+                               "numpy": bool(np.isfinite((a @ a).sum())), "torch": bool((t @ t).isfinite().all())}))
+    read_frame_blocking(sock)
+
+
 def ask(worker, seconds=10.0):
     return worker.request({}, [], time.monotonic() + seconds)[0]
 
@@ -183,6 +197,19 @@ def test_torch_works_in_a_worker_after_the_grader_used_threads():
     torch.set_num_threads(1)  # what the engine does before forking
     with unisolated_box(multiply_big_matrices) as box:
         assert ask(box.start_worker(), seconds=30)["finite"] is True
+
+
+def test_a_worker_cannot_start_a_thread_but_torch_and_numpy_still_compute():
+    """seccomp denies clone: no thread (a new one would start with grad mode on), and numpy's and torch's thread
+    pools, started in the grader before the fork, must not try to start again in the worker (OpenBLAS would
+    raise SIGINT)."""
+    a = np.random.rand(600, 600)
+    a @ a  # starts OpenBLAS's pool in this process
+    torch.set_num_threads(1)  # what the engine does before forking
+    with unisolated_box(start_a_thread_then_compute) as box:
+        facts = ask(box.start_worker(), seconds=30)
+    assert facts["thread"] == "can't start new thread"
+    assert facts["numpy"] is True and facts["torch"] is True
 
 
 def read_nothing(sock):

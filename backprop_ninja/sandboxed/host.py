@@ -19,12 +19,12 @@ import os
 import socket
 import sys
 
+from . import confine, spawner  # here, not in functions: once locked down, the kit's modules cannot be imported
+
 
 def main(argv: list[str]) -> int:
     channel = socket.socket(fileno=int(argv[0]))
     uid, gid = int(argv[1]), int(argv[2])
-    from . import confine, spawner
-
     spawner.close_other_fds(keep=channel.fileno())
     if os.getuid() == 0:
         confine.drop_to_user(uid, gid)
@@ -32,12 +32,12 @@ def main(argv: list[str]) -> int:
     confine.die_with_parent()
     import torch
 
-    from . import worker
+    from . import blocks, worker
     from .wire import encode_frame, read_frame_blocking
 
-    torch.set_num_threads(1)  # an OpenMP pool that existed before fork() hangs the child
+    blocks.single_threaded_torch()  # before any parallel work: an OpenMP pool that existed before fork() hangs
     torch.ones(8, 8) @ torch.ones(8, 8)  # reads /proc/cpuinfo now: workers will not see /proc
-    worker.preload_autograd_modules()
+    blocks.lock_down()  # once, inherited by every box and worker forked from here
     channel.sendall(encode_frame({"ready": True, "uid": os.getuid(), "gid": os.getgid()}))
     boxes: set[int] = set()
     while True:
@@ -62,8 +62,6 @@ def main(argv: list[str]) -> int:
 
 def _run_box(control: socket.socket, serve, limits, tmp_bytes: int) -> int:
     """In the child: new namespaces, then the spawner as their PID 1; wait for it and pass on its status."""
-    from . import confine, spawner
-
     confine.die_with_parent()
     confine.enter_fresh_namespaces()
 

@@ -99,10 +99,20 @@ def _worker_main(sock: socket.socket, serve, limits: WorkerLimits, workdir: str,
     confine.apply_limits(limits.memory_bytes, limits.cpu_seconds, limits.file_bytes)
     if isolated:
         confine.drop_capabilities()
+    single_threaded()
     if isolated or confine.seccomp_available():
         confine.forbid_processes_and_escapes()
     serve(sock)
     return 0
+
+
+def single_threaded() -> None:
+    """torch and numpy compute in this thread only: once seccomp is on, no thread can be made, and a library
+    that would start its pool then fails (OpenBLAS by raising SIGINT)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    confine.single_threaded_blas()
 
 
 def _kill(pid: int) -> None:

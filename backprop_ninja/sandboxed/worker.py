@@ -27,10 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import blocks
+from .blocks import CALLS as AUTOGRAD_CALLS
 from .wire import encode_frame, read_frame_blocking
 
 MAX_ANSWER_ELEMENTS = 1 << 20  # far above any gradient of the network; bigger answers are not sent
 MAX_MESSAGE_CHARS = 300        # of an exception's text: enough to explain, too short to carry a file out
+GRAPH = "something whose answer requires grad or has a grad_fn"  # _to_float64's word for autograd's machinery
 EX4_CACHE = ("Xb", "Yb", "emb", "embcat", "hprebn", "bnmean", "bnvar", "bnvar_inv", "bnraw", "hpreact", "h", "logits")
 
 
@@ -47,17 +50,9 @@ class Meta:
         return cls(frozenset(data["gradient_names"]), tuple(data["ex4_returns"]), tuple(data["parameter_names"]),
                    dict(data["constants"]))
 
-AUTOGRAD_CALLS: list[str] = []  # what the student's code asked of autograd during the current run
-
-
-class AutogradBlocked(RuntimeError):
-    """Raised by every autograd entry point in a worker."""
-
-
 def serve(replays: list[dict[str, torch.Tensor]], meta: Meta, sock: socket.socket) -> None:
     """The worker's loop: one job in, one record out, until the grader hangs up."""
-    torch.set_num_threads(1)
-    block_autograd()
+    blocks.lock_down()  # done once in the sandbox host before it forked; an unisolated worker does it here
     me = os.getpid()
     session = Session(replays, meta)
     while True:
@@ -69,74 +64,6 @@ def serve(replays: list[dict[str, torch.Tensor]], meta: Meta, sock: socket.socke
         if os.getpid() != me:
             os._exit(0)  # a process the student forked must never talk to the grader
         sock.sendall(encode_frame(dict(record, pid=me, seq=header["seq"]), answers))
-
-
-def preload_autograd_modules() -> None:
-    """Import what block_autograd patches, once, before workers are forked."""
-    import torch._functorch.apis  # noqa: F401
-    import torch._functorch.eager_transforms  # noqa: F401
-    import torch.autograd.forward_ad  # noqa: F401
-    import torch.autograd.functional  # noqa: F401
-    import torch.func  # noqa: F401
-
-
-def block_autograd() -> None:
-    """Make every way of asking autograd for a gradient raise, and remember that it was asked.
-
-    Grad mode is switched off for good, so even a tensor that requires grad records no graph; the
-    switches that would turn it back on, the tensors that require grad, forward-mode AD, the
-    transforms and the engine (also as reached through torch._C) are replaced by blockers.
-    """
-
-    def blocker(name: str):
-        def blocked(*args, **kwargs):
-            AUTOGRAD_CALLS.append(name)
-            raise AutogradBlocked(f"{name} is disabled while grading: derive the gradient by hand")
-        return blocked
-
-    torch.set_grad_enabled(False)
-    import torch._functorch.apis as functorch_apis
-    import torch._functorch.eager_transforms as eager_transforms
-    import torch.autograd.forward_ad as forward_ad
-    import torch.autograd.functional as autograd_functional
-    import torch.autograd.grad_mode as grad_mode
-    import torch.autograd.graph as autograd_graph
-    import torch.func as func
-
-    targets = {
-        torch: ("enable_grad", "set_grad_enabled"),
-        torch.autograd: ("backward", "grad", "_engine_run_backward", "enable_grad", "set_grad_enabled"),
-        grad_mode: ("enable_grad", "set_grad_enabled"),
-        autograd_graph: ("_engine_run_backward",),
-        autograd_functional: ("jacobian", "hessian", "vjp", "jvp", "hvp", "vhp"),
-        forward_ad: ("dual_level", "make_dual", "unpack_dual", "enter_dual_level", "exit_dual_level"),
-        func: ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize",
-               "functional_call"),
-        functorch_apis: ("grad", "grad_and_value"),
-        eager_transforms: ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize"),
-        torch._C: ("_set_grad_enabled", "_ImperativeEngine", "_EngineBase", "_make_dual", "_unpack_dual",
-                   "_enter_dual_level", "_exit_dual_level"),
-        torch._C._functorch: ("_grad_increment_nesting", "_jvp_increment_nesting", "_vmap_increment_nesting")
-        if hasattr(torch._C, "_functorch") else (),
-    }
-    for module, names in targets.items():
-        public = module.__name__.replace("torch._functorch.apis", "torch.func").replace(
-            "torch._functorch.eager_transforms", "torch.func").replace("torch.autograd.grad_mode", "torch")
-        for name in names:
-            if hasattr(module, name):
-                setattr(module, name, blocker(f"{public}.{name}".replace("._engine_run_backward", " (engine)")))
-
-    class BlockedEngine:
-        def __getattr__(self, name):
-            return blocker("the autograd engine")
-
-    torch.autograd.variable.Variable._execution_engine = BlockedEngine()
-    torch.Tensor.backward = blocker("torch.Tensor.backward")
-    torch.Tensor.requires_grad_ = blocker("Tensor.requires_grad_")
-    reads_requires_grad = torch._C.TensorBase.requires_grad.__get__
-    torch.Tensor.requires_grad = property(reads_requires_grad, blocker("setting Tensor.requires_grad"))
-    torch.nn.Parameter.__new__ = blocker("torch.nn.Parameter")
-    torch.nn.parameter.Parameter.__new__ = torch.nn.Parameter.__new__
 
 
 class Session:
@@ -288,26 +215,11 @@ def notebook_stand_ins() -> dict:
     """The notebook's helpers that an answer cell may call to look at its work (`check("probs")`, `progress()`,
     `hint("probs")`, `show_graph()`, ...): here they do nothing and return None, so such a call costs no point.
     The real ones compare with autograd, which a replay does not have. `finite_difference` stays forbidden (the
-    static scan reports it): calling it here counts as asking for the gradient. `plt` and `display` absorb plots."""
-    def does_nothing(*args, **kwargs):
-        return None
-
-    def finite_difference(*args, **kwargs):
-        AUTOGRAD_CALLS.append("finite_difference")
-        raise AutogradBlocked("finite_difference is disabled while grading: derive the gradient by hand")
-
+    static scan reports it): calling it here counts as asking for the gradient. `plt` and `display` absorb plots.
+    (They come from blocks.py, whose student-facing functions lead to nothing of the worker.)"""
     helpers = ("check", "progress", "hint", "show_graph", "draw_progress", "check_backward", "display")
-    return {**{name: does_nothing for name in helpers}, "finite_difference": finite_difference,
-            "plt": _Ignored()}
-
-
-class _Ignored:
-    """Stands in for matplotlib.pyplot: `plt.imshow(dlogits)`, `plt.figure(figsize=(8, 8))` do nothing."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args, **kwargs: None
+    return {**{name: blocks.does_nothing for name in helpers}, "finite_difference": blocks.finite_difference,
+            "plt": blocks.Ignored()}
 
 
 def _compile_definitions(sources, grade_id: str) -> list:
@@ -342,6 +254,8 @@ def _execute(code, ns: dict) -> BaseException | None:
         exec(code, ns)
     except BaseException as error:  # SystemExit and KeyboardInterrupt are the student's too
         return error
+    finally:
+        blocks.left_grad_mode_on()
     return None
 
 
@@ -355,9 +269,11 @@ def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor], meta: Meta)
     try:
         grads = function(parameters, cache)
     except BaseException as error:
+        blocks.left_grad_mode_on()
         if AUTOGRAD_CALLS:
             return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
         return _raised(error, "manual_backward"), []
+    blocks.left_grad_mode_on()
     if AUTOGRAD_CALLS:
         return {"kind": "autograd", "call": AUTOGRAD_CALLS[0]}, []
     expected = ", ".join(meta.ex4_returns)
@@ -371,7 +287,7 @@ def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor], meta: Meta)
     for name, grad in zip(meta.ex4_returns, grads):
         array, problem = _to_float64(grad, f"{name} (as returned by manual_backward)")
         if problem:
-            return _invalid(problem), []
+            return _unusable(problem), []
         arrays.append(array)
     return {"kind": "answer"}, arrays
 
@@ -381,13 +297,15 @@ def _read_answer(ns: dict, name: str):
         return _invalid(f"your cell did not define {name}"), []
     array, problem = _to_float64(ns[name], name)
     if problem:
-        return _invalid(problem), []
+        return _unusable(problem), []
     return {"kind": "answer"}, [array]
 
 
 def _to_float64(value, name: str) -> tuple[np.ndarray | None, str | None]:
     if not isinstance(value, torch.Tensor):
         return None, f"{name} is {_a(value)}, not a tensor"
+    if blocks.tracks_gradients(value):
+        return None, GRAPH
     if value.numel() > MAX_ANSWER_ELEMENTS:
         return None, f"{name} has shape {tuple(value.shape)}, far larger than any gradient of the network"
     try:
@@ -412,6 +330,13 @@ def _raised(error: BaseException, where: str = "your cell") -> dict:
         message = ""
     return {"kind": "raised", "type": type(error).__name__[:80], "where": where,
             "message": message[:MAX_MESSAGE_CHARS]}
+
+
+def _unusable(problem: str) -> dict:
+    """An answer the grader cannot take: one out of autograd's machinery is autograd, anything else invalid."""
+    if problem == GRAPH:
+        return {"kind": "autograd", "call": GRAPH}
+    return _invalid(problem)
 
 
 def _invalid(message: str) -> dict:

@@ -522,3 +522,154 @@ def deeply_nested_cell(depth: int = 100_000) -> str:
 
 def forged_json() -> str:
     return json.dumps(forged_results())
+
+
+# ---------------------------------------------------------------- 8: the worker's run-time blocks (issue 13)
+
+# Graded with code="any", so that the static allowlist does not refuse them first: each reaches autograd's numbers
+# by a route that only the worker's run-time layer (seccomp, the blocks, the belt) can stop. Checked to give
+# autograd's answer in an ordinary process (test_attacks_runtime.py), so each one is a real attack. Names are
+# built from strings where the grader's static scan would otherwise report them before the worker sees them.
+
+WALK = '''
+def _bpn_walk(loss):
+    """Reverse mode without the engine: call each node of loss's graph in turn (a chain, no branches)."""
+    node, grad = getattr(loss, "grad" + "_fn"), torch.ones_like(loss)
+    while type(node).__name__ != "AccumulateGrad":
+        outs = node(grad)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        k = next(i for i, (f, _) in enumerate(node.next_functions) if f is not None)
+        node, grad = node.next_functions[k][0], outs[k]
+    return grad.sum_to_size(node.variable.shape).detach().clone()
+
+
+def _bpn_leaf(t):
+    """A copy of t that requires grad, made by a factory (requires_grad_ is blocked)."""
+    return torch.tensor(t.tolist(), dtype=t.dtype, **{"requires" + "_grad": True})
+'''
+
+THREAD_GRAD = WALK + '''
+import threading
+_got = {}
+def _bpn_work():  # a new thread starts with grad mode on
+    _leaf = _bpn_leaf(logprobs)
+    _got["g"] = _bpn_walk(-_leaf[range(n), Yb].mean())
+_t = threading.Thread(target=_bpn_work)
+_t.start()
+_t.join()
+dlogprobs = _got["g"]
+'''
+
+THREAD_POOL = WALK + '''
+import concurrent.futures
+def _bpn_work():
+    _leaf = _bpn_leaf(probs)
+    return _bpn_walk(-_leaf.log()[range(n), Yb].mean())
+with concurrent.futures.ThreadPoolExecutor(2) as _pool:
+    dprobs = _pool.submit(_bpn_work).result()
+'''
+
+CTYPES_GRAD_MODE = WALK + '''
+import os
+try:
+    import ctypes as _ct
+except ImportError:  # then look for the module the worker itself loaded
+    import gc
+    _ct = next(m for m in gc.get_objects() if type(m).__name__ == "module" and m.__name__ == "ctypes")
+_c10 = _ct.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libc10.so"))
+_c10._ZN3c108GradMode11set_enabledEb(True)  # c10::GradMode::set_enabled(true), under every Python patch
+_leaf = _bpn_leaf(counts_sum_inv)
+dcounts_sum_inv = _bpn_walk(-(counts * _leaf).log()[range(n), Yb].mean())
+'''
+
+INFERENCE_MODE_OFF = WALK + '''
+with torch.inference_mode(False):  # leaving inference mode turns grad mode on
+    _leaf = _bpn_leaf(counts_sum)
+    dcounts_sum = _bpn_walk(-(counts * _leaf**-1).log()[range(n), Yb].mean())
+'''
+
+ATEN_GRAD_MODE = WALK + '''
+torch.ops.aten.set_grad_enabled(True)
+_leaf = _bpn_leaf(logprobs)
+dlogprobs = _bpn_walk(-_leaf[range(n), Yb].mean())
+torch.ops.aten.set_grad_enabled(False)
+'''
+
+EX2_BACKWARD_KERNELS = '''
+_lp = logits - logits.logsumexp(1, keepdim=True)  # the log-softmax written out by hand
+_total = torch.tensor(float(n), dtype=logits.dtype)
+_g = torch.ops.aten.nll_loss_backward(torch.ones((), dtype=logits.dtype), _lp, Yb, None, 1, -100, _total)
+dlogits = torch.ops.aten._log_softmax_backward_data(_g, _lp, 1, _lp.dtype)
+'''
+
+EX3_BACKWARD_KERNEL = '''
+import torch._decomp
+# The kernel as an OpOverload that torch keeps in one of its tables: no lookup by name through torch.ops.
+_op = next(op for op in torch._decomp.decomposition_table if str(op) == "aten.native_batch_norm_backward.default")
+_k = (n / (n - 1)) ** 0.5  # the notebook's variance is Bessel-corrected: rescale invstd and the weight to match
+dhprebn = _op(dhpreact, hprebn, bngain.view(-1) / _k, None, None, hprebn.mean(0), bnvar_inv.view(-1) * _k, True,
+              1e-5, [True, False, False])[0]
+'''
+
+THREAD_BOMB = '''
+import threading, concurrent.futures, time
+_started = 0
+try:
+    while _started < 100000:
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        _started += 1
+finally:
+    _pool = concurrent.futures.ThreadPoolExecutor(64)
+    for _ in range(64):
+        _pool.submit(time.sleep, 60)
+dprobs = dlogprobs / probs
+'''
+
+REACH_THE_WORKER = '''
+import sys
+_hidden = ("ctypes", "_ctypes", "sandboxed", "backprop_ninja")
+_found = [name for name in sys.modules if name.partition(".")[0] in _hidden]
+for _name in ("ctypes", "_ctypes", "sandboxed.worker", "backprop_ninja.sandboxed.worker"):
+    try:
+        __import__(_name)
+        _found.append("import " + _name)
+    except ImportError:
+        pass
+for _mod in list(sys.modules.values()):
+    for _key, _value in list(getattr(_mod, "__dict__", {}).items()):
+        if type(_value).__name__ == "module" and _value.__name__.partition(".")[0] in _hidden:
+            _found.append(f"{_mod.__name__}.{_key}")
+for _helper in (check, plt.imshow, globals()["finite" + "_difference"]):  # spelled so the scan lets it run
+    if {"Session", "lock_down", "serve"} & set(getattr(_helper, "__globals__", {})):
+        _found.append("a helper's globals")
+raise ValueError(f"reachable: {_found}")
+'''
+
+# Honest answers that used to be "uses autograd": printing a tensor, and torch.no_grad / set_grad_enabled(False).
+PRINTS_A_TENSOR = '''
+dlogits = F.softmax(logits, 1)
+print(dlogits[:2])
+dlogits[range(n), Yb] -= 1
+dlogits /= n
+print("dlogits", dlogits.shape, dlogits)
+'''
+
+INSIDE_NO_GRAD = '''
+with torch.no_grad():
+    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)
+                                        - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+torch.set_grad_enabled(False)
+'''
+
+
+def runtime_attacks() -> dict[str, tuple[str, str, str]]:
+    """grade_id -> (cell, the variable it answers, what its verdict must say): one route per unit, all in one
+    attacker's notebook."""
+    return {
+        "ex1_logprobs": (THREAD_GRAD, "logprobs", "can't start new thread"),
+        "ex1_probs": (THREAD_POOL, "probs", "can't start new thread"),
+        "ex1_counts_sum_inv": (CTYPES_GRAD_MODE, "counts_sum_inv", "left grad mode on"),
+        "ex1_counts_sum": (INFERENCE_MODE_OFF, "counts_sum", "torch.inference_mode(False)"),
+        "ex2_logits": (EX2_BACKWARD_KERNELS, "logits", "nll_loss_backward"),
+        "ex3_hprebn": (EX3_BACKWARD_KERNEL, "hprebn", "native_batch_norm_backward"),
+    }
