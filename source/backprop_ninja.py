@@ -26,7 +26,11 @@
 # **How you are graded.** Each gradient is a unit worth its own points. The grader re-runs every answer cell on
 # fresh random inputs and other batch sizes, giving each cell the *correct* upstream gradients, so one mistake costs
 # one unit. Reading autograd's answer (`.grad`, `.backward()`, `torch.autograd`) earns nothing. Use `n` for the
-# batch size, never the number 32.
+# batch size, never the number 32. An answer cell may hold what a gradient needs and nothing else: tensor
+# arithmetic and indexing, the functions of `torch`, `F`, `math` and `numpy` that compute values, loops, your own
+# functions and plain classes, `print`, `with torch.no_grad():` and the helpers below. The grader refuses the rest
+# (another module such as `os` or `threading`, `getattr`, `torch.ops`, names that start with `_`) before it runs,
+# and the unit earns nothing; its message names what it refused.
 #
 # You need `torch`, `matplotlib` and `tqdm` (`pip install torch matplotlib tqdm`), and the file `names.txt`, which the
 # next cell finds or downloads.

@@ -15,6 +15,7 @@ import signal
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
+CLONE_THREAD = 0x00010000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 
@@ -133,6 +134,7 @@ def single_threaded_blas() -> None:
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_CMP_NE = 1
+_SCMP_CMP_MASKED_EQ = 7
 
 
 def _scmp_errno(code: int) -> int:
@@ -167,10 +169,12 @@ def seccomp_available() -> bool:
     return _seccomp is not None
 
 
-def forbid_processes_and_escapes() -> None:
+def forbid_processes_and_escapes(threads: bool = False) -> None:
     """Install the worker's seccomp filter: DENIED_SYSCALLS fail with EPERM, and so do clone and clone3 (no new
     process and no new thread: the worker's own tasks are all it will ever have), and signals may only go to
-    ourselves."""
+    ourselves. With `threads` (nbgrader's kernel: ipykernel and zmq need threads, and its results decide no
+    points) clone may still make a thread, and clone3 reports ENOSYS so that libc falls back to clone, whose flags
+    seccomp can read."""
     if _seccomp is None:
         raise ConfineError(errno.ENOSYS, "libseccomp is not installed")
     lib, ctx = _seccomp, _seccomp.seccomp_init(_SCMP_ACT_ALLOW)
@@ -189,7 +193,11 @@ def forbid_processes_and_escapes() -> None:
 
     try:
         for name in DENIED_SYSCALLS:
-            deny(name)
+            if not (threads and name in ("clone", "clone3")):
+                deny(name)
+        if threads:
+            deny("clone", eperm, (0, _SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))  # a new process, not a thread
+            deny("clone3", _scmp_errno(errno.ENOSYS))
         me = os.getpid()
         for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             deny(name, eperm, (0, _SCMP_CMP_NE, me, 0))
