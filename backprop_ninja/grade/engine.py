@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import allowlist, compare, definitions, evidence, extract, isolation, probe, sandbox, static
+from backprop_ninja.grade import (allowlist, compare, definitions, evidence, extract, isolation, probe, records,
+                                  sandbox, static)
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
 from backprop_ninja.grade.verdict import (ALLOWLIST_CODE, CODE_POLICIES, CRASHED, ERROR, LENIENT_RULES, LENIENT_SHAPE,
                                           MISSING, NOT_ALLOWED, OK, RIGHT_BY_LUCK, SHAPE_POLICIES, STRICT_RULES,
@@ -298,7 +299,7 @@ def add_reference_gradients(replay: model.Replay) -> None:
 
 @dataclass
 class _Failure:
-    kind: str      # TIMEOUT or CRASHED
+    kind: str      # TIMEOUT, CRASHED, or ERROR (a record the grader will not use)
     message: str
 
 
@@ -323,6 +324,7 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
     verdicts, skip, first = {}, set(), 0
     # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
     out_of_reach = _spawner_out_of_reach(launcher)
+    budget = records.AnswerBudget()  # the answers this submission may keep in memory, all units together
     with _open_box(launcher, [r.values for group in replays for r in group], limits) as box:
         for r in (r for group in replays for r in group):  # only now: the spawner will never see these
             add_reference_gradients(r)
@@ -330,7 +332,7 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
             indices = list(range(first, first + len(group)))
             first += len(group)
             runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip, preludes,
-                             spawner_out_of_reach=out_of_reach)
+                             spawner_out_of_reach=out_of_reach, budget=budget)
             graded_ids = {u.grade_id for u in graded}
             outcomes = runner.run_all(graded_ids)
             proofs = [evidence.build_evidence(r, graded_ids) for r in group]
@@ -370,8 +372,10 @@ class _Runner:
     """
 
     def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str],
-                 preludes: dict[str, list[str]] | None = None, spawner_out_of_reach: bool = True):
+                 preludes: dict[str, list[str]] | None = None, spawner_out_of_reach: bool = True,
+                 budget: records.AnswerBudget | None = None):
         self.box, self.jobs, self.answers, self.replays = box, jobs, answers, replays
+        self.budget = budget or records.AnswerBudget()
         self.spawner_out_of_reach = spawner_out_of_reach  # then a failing box is the machine's (MachineFault)
         self.preludes = preludes or {}  # grade_id -> definitions from added cells, run just before that cell
         self.indices = indices  # where these replays sit among the box's
@@ -418,12 +422,20 @@ class _Runner:
         self.sent.update(name for names in new for name in names)
         self.worker_saw_references |= bool(self.sent)
         try:
-            reply, answer_arrays = self.worker.request(header, arrays, self._deadline())
+            reply, answer_arrays = self.worker.request(header, arrays, self._deadline(), self.budget.left)
+            reply, answer_arrays = records.graded_record(
+                reply, answer_arrays, replays=len(self.indices), probe_asked=made is not None,
+                per_answer=len(units.EX4_RETURNS) if unit.exercise == 4 else 1)
+            self.budget.take(answer_arrays)
         except sandbox.WorkerFailure as failure:
             self._drop_worker()
             self._raise_if_box_died(failure)
             self.skip.add(unit.grade_id)
             return self._failure(failure)
+        except records.BadRecord as bad:  # only the cell can have written it: its worker is not used again
+            self._drop_worker()
+            self.skip.add(unit.grade_id)
+            return _Failure(ERROR, bad.message)
         if made is not None and isinstance(reply.get("probe"), dict):
             answered = reply["probe"].get("kind") == "answer" and len(answer_arrays) == len(self.indices) + 1
             self.probes[unit.grade_id] = (made, answer_arrays[-1] if answered else None)
@@ -462,8 +474,8 @@ class _Runner:
                     continue
                 key, header = history
                 try:
-                    self.worker.request(header, [], self._deadline())
-                except sandbox.WorkerFailure:
+                    self.worker.request(header, [], self._deadline(), max_payload=0)  # "done" carries no arrays
+                except (sandbox.WorkerFailure, records.BadRecord):
                     self.skip.add(key)
                     self._drop_worker()
                     break

@@ -57,7 +57,9 @@ def bwrap_command(argv: list[str], *, ro_binds: tuple[tuple[str, str], ...] = ()
 
     Inside: /usr (and the /lib, /lib64, /bin links), the Python runtime at /sandbox/python, the
     venv's site-packages at /sandbox/site-packages, kit code from backprop_ninja/sandboxed/ at
-    /sandbox/lib/sandboxed, and the extra binds given; everything else is absent. When the grader
+    /sandbox/lib/sandboxed, and the extra binds given; everything else is absent. Wherever the kit
+    itself sits inside those trees (a wheel or `pip install .` puts it in site-packages, with
+    grade/canary.py and every answer) it is covered by an empty read-only folder (kit_masks). When the grader
     runs as root the command starts as root with only CAP_SETUID and CAP_SETGID, and the first
     thing it runs must drop to SANDBOX_UID (sandboxed/host.py does).
     """
@@ -80,8 +82,9 @@ def bwrap_command(argv: list[str], *, ro_binds: tuple[tuple[str, str], ...] = ()
         command += ["--perms", "0755", "--dir", "/etc", "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     command += ["--perms", "0755", "--dir", "/sandbox",
                 "--ro-bind", sys.base_prefix, INSIDE_PYTHON,
-                "--ro-bind", _site_packages(), INSIDE_SITE,
-                "--perms", "0755", "--dir", INSIDE_LIB,
+                "--ro-bind", _site_packages(), INSIDE_SITE]
+    command += mask_arguments(kit_masks(bound_trees()))
+    command += ["--perms", "0755", "--dir", INSIDE_LIB,
                 "--ro-bind", str(SANDBOXED_DIR), f"{INSIDE_LIB}/sandboxed",
                 "--proc", "/proc", "--dev", "/dev",
                 "--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
@@ -96,6 +99,149 @@ def bwrap_command(argv: list[str], *, ro_binds: tuple[tuple[str, str], ...] = ()
         command += ["--setenv", name, value]
     command += ["--chdir", cwd, "--", *argv]
     return command
+
+
+# ---- what the box must not see of the kit, on every install layout ----
+
+PACKAGE_DIR = SANDBOXED_DIR.parent      # the kit this grader was imported from
+KIT_PACKAGE = PACKAGE_DIR.name          # "backprop_ninja"
+# Under an installed kit's metadata folder, the files that name where its sources are (a wheel's RECORD lists
+# every file, an editable install's direct_url.json its checkout). The rest (METADATA, entry points) stays, so that
+# importlib.metadata keeps working inside.
+KIT_METADATA_FILES = ("RECORD", "direct_url.json", "SOURCES.txt")
+SITE_DIR_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages",
+                     "local/lib/python3*/site-packages", "local/lib/python3*/dist-packages")
+
+
+def bound_trees() -> list[tuple[str, str]]:
+    """(host path, path inside) of every tree bwrap_command binds from the host's Python and system."""
+    trees = [("/usr", "/usr")]
+    trees += [(f"/{link}", f"/{link}") for link in ("lib", "lib64", "bin", "sbin")
+              if os.path.isdir(f"/{link}") and not os.path.islink(f"/{link}")]
+    return trees + [(sys.base_prefix, INSIDE_PYTHON), (_site_packages(), INSIDE_SITE)]
+
+
+def kit_masks(trees: list[tuple[str, str]], package_dir: Path = PACKAGE_DIR,
+              search_path: list[str] | None = None) -> list[tuple[str, bool]]:
+    """(path inside, is a folder) of everything of the kit that `trees` would show a box: the package it was
+    imported from and its checkout, any installed copy (wheel, `pip install .`, the Gradescope bundle's venv) with
+    its metadata, and the files of an editable install that point at the sources. Nested paths are dropped (the
+    outer mask covers them), and so is anything outside the trees (a box never sees it anyway)."""
+    search_path = sys.path if search_path is None else search_path
+    found = [(str(package_dir), True)] + _checkout_of(package_dir)
+    for site_dir in _site_dirs(trees, search_path):
+        found += _kit_entries(site_dir)
+    inside = sorted({(path, is_dir) for host, is_dir in found for path in _inside_paths(host, trees)})
+    masks: list[tuple[str, bool]] = []
+    for path, is_dir in inside:  # sorted: a folder comes before what it holds
+        if not any(path == m or path.startswith(m.rstrip("/") + "/") for m, m_is_dir in masks if m_is_dir):
+            masks.append((path, is_dir))
+    return masks
+
+
+def mask_arguments(masks: list[tuple[str, bool]]) -> list[str]:
+    """bwrap arguments that cover each mask: a folder by an empty read-only tmpfs (read-only, since boxes share
+    the host's mounts: a writable one would carry files from one submission to the next), a file by /dev/null."""
+    arguments: list[str] = []
+    for path, is_dir in masks:
+        if is_dir:
+            arguments += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+        else:
+            arguments += ["--ro-bind", "/dev/null", path]
+    return arguments
+
+
+def _checkout_of(package_dir: Path) -> list[tuple[str, bool]]:
+    """The source checkout around the package (source/, solutions/, tests), if it is one."""
+    parent = package_dir.parent
+    return [(str(parent), True)] if (parent / "pyproject.toml").is_file() and not _is_site_dir(parent) else []
+
+
+def _is_site_dir(path: Path) -> bool:
+    return path.name in ("site-packages", "dist-packages")
+
+
+def _site_dirs(trees: list[tuple[str, str]], search_path: list[str]) -> list[str]:
+    """Folders under the bound trees where Python finds packages: the trees' own (system, runtime, venv) and those
+    on this interpreter's path."""
+    import glob
+    import site
+
+    candidates = [host for host, _ in trees]
+    for host, _ in trees:
+        for pattern in SITE_DIR_PATTERNS:
+            candidates += glob.glob(os.path.join(host, pattern))
+    extra = list(search_path)
+    try:
+        extra += site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:  # an old virtualenv's site module
+        pass
+    candidates += [entry for entry in extra if entry and os.path.isabs(entry)]
+    seen, dirs = set(), []
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if real not in seen and os.path.isdir(real) and _inside_paths(real, trees):
+            seen.add(real)
+            dirs.append(real)
+    return dirs
+
+
+def _kit_entries(site_dir: str) -> list[tuple[str, bool]]:
+    """What an install of the kit left in one site folder: the package, its metadata's source lists, an
+    editable install's .pth and finder, an egg-link; and the checkout any of those point at."""
+    prefix = KIT_PACKAGE + "-"
+    found: list[tuple[str, bool]] = []
+    try:
+        names = os.listdir(site_dir)
+    except OSError:
+        return found
+    for name in names:
+        path = os.path.join(site_dir, name)
+        if name == KIT_PACKAGE:
+            found.append((os.path.realpath(path), True))  # a symlinked package is hidden where it really is
+            if os.path.islink(path):
+                found += _checkout_of(Path(os.path.realpath(path)))
+        elif name.startswith(prefix) and name.endswith((".dist-info", ".egg-info")):
+            found += [(os.path.join(path, f), False) for f in KIT_METADATA_FILES if os.path.isfile(os.path.join(path, f))]
+        elif KIT_PACKAGE in name and name.endswith((".pth", ".egg-link", ".py")) and os.path.isfile(path) \
+                and not os.path.islink(path):
+            found.append((path, False))
+            found += _pointed_at(path)
+    return found
+
+
+def _pointed_at(path: str) -> list[tuple[str, bool]]:
+    """Folders an editable install's file names (a .pth line, an egg-link, the finder's MAPPING): the checkout."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read(1 << 16)
+    except OSError:
+        return []
+    found = []
+    for target in re.findall(r"""(?m)^(/[^\n'"]+)$|['"](/[^'"\n]+)['"]""", text):
+        folder = Path(target[0] or target[1])
+        if folder.is_dir():
+            if folder.name == KIT_PACKAGE:
+                found.append((str(folder.resolve()), True))
+                found += _checkout_of(folder.resolve())
+            elif (folder / KIT_PACKAGE).is_dir():
+                found += [(str((folder / KIT_PACKAGE).resolve()), True)] + _checkout_of(folder.resolve() / KIT_PACKAGE)
+    return found
+
+
+def _inside_paths(host_path: str, trees: list[tuple[str, str]]) -> list[str]:
+    """Where `host_path` shows inside a box: once for every bound tree that holds it (none if no tree does)."""
+    real = os.path.realpath(host_path)
+    found = []
+    for host, inside in trees:
+        root = os.path.realpath(host)
+        if real == root:
+            found.append(inside)
+        elif real.startswith(root.rstrip("/") + "/"):
+            found.append(inside.rstrip("/") + "/" + os.path.relpath(real, root))
+    return found
 
 
 def inside_python() -> str:

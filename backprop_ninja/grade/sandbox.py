@@ -45,6 +45,7 @@ class FrameReader:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.buffer = bytearray()
+        self.max_payload: int | None = None  # set per request: what is left of the submission's answer budget
 
     def read(self, deadline: float) -> tuple[dict, list[np.ndarray]]:
         while True:
@@ -73,6 +74,10 @@ class FrameReader:
         head_len, payload_len = PREFIX.unpack_from(self.buffer)
         if head_len > MAX_HEADER_BYTES or payload_len > MAX_PAYLOAD_BYTES:
             raise WorkerFailure("crashed", "it wrote something that is not a grader record")
+        if self.max_payload is not None and payload_len > self.max_payload:  # refused before it is read
+            from backprop_ninja.grade.records import too_large
+
+            raise too_large(payload_len, self.max_payload)
         end = PREFIX.size + head_len + payload_len
         if len(self.buffer) < end:
             return None
@@ -99,14 +104,18 @@ class Worker:
         self.seq = 0
         self.alive = True
 
-    def request(self, header: dict, arrays: list[np.ndarray], deadline: float) -> tuple[dict, list[np.ndarray]]:
+    def request(self, header: dict, arrays: list[np.ndarray], deadline: float,
+                max_payload: int | None = None) -> tuple[dict, list[np.ndarray]]:
         """Send one job and wait for its record. Records from any other pid, or for another job, are
-        ignored (a student's fork may write to the socket too). Raises WorkerFailure."""
+        ignored (a student's fork may write to the socket too). Raises WorkerFailure, or records.TooLarge for a
+        record whose answers would take more than `max_payload` bytes. The record itself is unchecked: see
+        records.py."""
         self.seq += 1
         self._send(encode_frame(dict(header, seq=self.seq), arrays), deadline)
+        self.reader.max_payload = max_payload
         while True:
             reply, reply_arrays = self.reader.read(deadline)
-            if reply.get("pid") == self.pid and reply.get("seq") == self.seq:
+            if _is_int(reply.get("pid"), self.pid) and _is_int(reply.get("seq"), self.seq):
                 return reply, reply_arrays
 
     def _send(self, data: bytes, deadline: float) -> None:
@@ -132,6 +141,11 @@ class Worker:
             self.box.kill_worker(self.pid)
             self.alive = False
         self.sock.close()
+
+
+def _is_int(value, expected: int) -> bool:
+    """`value == expected` for a JSON integer only (True == 1 in Python, and a forged record may say true)."""
+    return type(value) is int and value == expected
 
 
 def ask_for_socket(channel: socket.socket, request: bytes, what: str, detail=lambda: "") -> tuple[bytes, socket.socket]:

@@ -7,6 +7,7 @@ data the grader parses, not code it runs. Standalone (numpy only): it is also lo
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
 
@@ -14,6 +15,7 @@ import numpy as np
 
 PREFIX = struct.Struct(">II")
 ALLOWED_DTYPES = ("float32", "float64", "int64")
+MAX_DIMENSIONS, MAX_DIMENSION_SIZE = 32, 1 << 40  # numpy's own limits are 64 and the address space
 
 
 def encode_frame(header: dict, arrays: list[np.ndarray] = ()) -> bytes:
@@ -29,8 +31,8 @@ def decode_frame(head: bytes, payload: bytes) -> tuple[dict, list[np.ndarray]]:
     """Parse a frame; ValueError if it is not one we could have sent."""
     try:
         header = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"unreadable header: {error}") from None
+    except (ValueError, RecursionError) as error:  # bad JSON or text, digits past the limit, nesting too deep
+        raise ValueError(f"unreadable header: {type(error).__name__}") from None
     if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
         raise ValueError("header is not a frame header")
     arrays, offset = [], 0
@@ -38,10 +40,11 @@ def decode_frame(head: bytes, payload: bytes) -> tuple[dict, list[np.ndarray]]:
         if not isinstance(spec, dict) or spec.get("dtype") not in ALLOWED_DTYPES:
             raise ValueError("bad array spec")
         shape = spec.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or len(shape) > MAX_DIMENSIONS or not all(
+                type(d) is int and 0 <= d <= MAX_DIMENSION_SIZE for d in shape):
             raise ValueError("bad array shape")
         dtype = np.dtype(spec["dtype"])
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a forged shape cannot overflow it
         if offset + nbytes > len(payload):
             raise ValueError("payload shorter than its arrays")
         arrays.append(np.frombuffer(payload, dtype, nbytes // dtype.itemsize, offset).reshape(shape))
