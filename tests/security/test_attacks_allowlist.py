@@ -158,8 +158,8 @@ def test_nbgrader(workdir, names_file):
     run, leftovers = h.watched([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"], env,
                                cwd=root, timeout=600)
     assert run.returncode == 0, run.log
-    attacker = {unit: score.auto_score for unit, score in unit_scores(root, ATTACKER).items()}
-    classmate = {unit: score.auto_score for unit, score in unit_scores(root, CLASSMATE).items()}
+    attacker = {unit: score.points for unit, score in unit_scores(root, ATTACKER).items()}
+    classmate = {unit: score.points for unit, score in unit_scores(root, CLASSMATE).items()}
     assert set(attacker) == set(ATTACKS) and not any(attacker.values()), attacker
     assert classmate == h.UNIT_POINTS, classmate
     graded = read_notebook(notebook_at(root, "autograded", ATTACKER))
