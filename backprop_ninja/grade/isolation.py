@@ -317,12 +317,16 @@ class UnisolatedLauncher(Launcher):
     def open_box(self, replays, meta: dict, limits):
         import functools
 
-        from backprop_ninja.sandboxed import worker
+        from backprop_ninja.sandboxed import blocks, worker
 
-        return self.open_box_serving(functools.partial(worker.serve, replays, worker.Meta.from_dict(meta)), limits)
+        serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(meta))
+        # the spawner locks down once, so its workers inherit it (as from the isolated host) instead of each paying
+        # for it; the spawner itself never runs student code and needs nothing of what the lock-down takes away
+        return self.open_box_serving(serve, limits, prepare=blocks.lock_down)
 
-    def open_box_serving(self, serve, limits):
-        """A box whose workers run `serve(sock)` once confined (the tests give their own)."""
+    def open_box_serving(self, serve, limits, prepare=lambda: None):
+        """A box whose workers run `serve(sock)` once confined (the tests give their own); the spawner runs
+        `prepare()` first."""
         import socket
         import tempfile
 
@@ -334,6 +338,7 @@ class UnisolatedLauncher(Launcher):
 
         def spawner_main() -> int:
             confine.die_with_parent()
+            prepare()
             return spawner.spawner_loop(spawner_end, serve, limits, workdir, isolated=False)
 
         pid = spawner.fork_child(spawner_main, control)
