@@ -320,6 +320,7 @@ class UnisolatedLauncher(Launcher):
         from backprop_ninja.sandboxed import blocks, worker
 
         serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(meta))
+        blocks.preload_autograd_modules()  # imported here once, not again in every spawner forked from here
         # the spawner locks down once, so its workers inherit it (as from the isolated host) instead of each paying
         # for it; the spawner itself never runs student code and needs nothing of what the lock-down takes away
         return self.open_box_serving(serve, limits, prepare=blocks.lock_down)
