@@ -548,7 +548,7 @@ def test_sandboxed_kernel_reaches_no_course_file_and_no_network(graded):
     report = attack_report(graded.root, "x_attack")
     failed = {what: outcome for what, outcome in report.items() if what != "uid" and outcome.startswith("failed")}
     assert len(failed) == len(report) - 1, report
-    assert report["uid"] == (isolation.SANDBOX_UID if os.geteuid() == 0 else os.getuid())
+    assert report["uid"] == (isolation.KERNEL_UID if os.geteuid() == 0 else os.getuid())
     assert not (graded.root / "planted_by_x_attack").exists()
     assert_points(graded.root, "x_attack", full_marks_except())
 

@@ -28,6 +28,10 @@ from pathlib import Path
 
 SANDBOX_UID = int(os.environ.get("BACKPROP_NINJA_SANDBOX_UID", "64111"))  # used when the grader runs as root
 SANDBOX_GID = int(os.environ.get("BACKPROP_NINJA_SANDBOX_GID", str(SANDBOX_UID)))
+# nbgrader's kernels run as a user of their own: they may start threads (ipykernel needs them), so a thread bomb in
+# one is capped by RLIMIT_NPROC of that user (sandboxed/kernel.py), and never counts against the grading boxes' user
+KERNEL_UID = int(os.environ.get("BACKPROP_NINJA_KERNEL_UID", str(SANDBOX_UID + 1)))
+KERNEL_GID = int(os.environ.get("BACKPROP_NINJA_KERNEL_GID", str(KERNEL_UID)))
 TMP_BYTES = 256 << 20          # the private /tmp of a sandbox
 SANDBOXED_DIR = Path(__file__).resolve().parent.parent / "sandboxed"  # the only kit code a sandbox sees
 INSIDE_LIB = "/sandbox/lib"
@@ -256,10 +260,15 @@ def sandbox_user() -> tuple[int, int]:
     return (SANDBOX_UID, SANDBOX_GID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
 
 
+def kernel_user() -> tuple[int, int]:
+    """The uid and gid nbgrader's kernels run as: KERNEL_UID/GID when the grader is root, else the grader's own."""
+    return (KERNEL_UID, KERNEL_GID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+
+
 def kernel_argv(kernel_args: list[str], memory_bytes: int) -> list[str]:
     """The command, inside a sandbox, of the Jupyter kernel that nbgrader runs a submission in
-    (sandboxed/kernel.py: drops to the sandbox user, confines itself, becomes ipykernel)."""
-    uid, gid = sandbox_user()
+    (sandboxed/kernel.py: drops to the kernels' user, confines itself, becomes ipykernel)."""
+    uid, gid = kernel_user()
     return [inside_python(), "-S", "-s", "-m", "sandboxed.kernel", str(uid), str(gid), str(memory_bytes),
             *kernel_args]
 

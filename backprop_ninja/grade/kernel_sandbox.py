@@ -68,11 +68,11 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     @property
     def sandbox_uid(self) -> int:
-        return isolation.sandbox_user()[0]
+        return isolation.kernel_user()[0]
 
     @property
     def sandbox_gid(self) -> int:
-        return isolation.sandbox_user()[1]
+        return isolation.kernel_user()[1]
 
     @property
     def kernel_spec(self) -> KernelSpec:

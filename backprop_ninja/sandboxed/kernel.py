@@ -12,8 +12,11 @@ sandboxed/graded_outside.py: the cells still run, and their outputs are replaced
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import types
+
+KERNEL_TASKS = 512  # threads and processes of the kernels' user; one ipykernel uses about a dozen
 
 
 def register_hidden_hook() -> None:
@@ -33,6 +36,8 @@ def main(argv: list[str]) -> None:
 
     if os.getuid() == 0:
         confine.drop_to_user(uid, gid)
+        # a user of the kernels' own (grade/isolation.py KERNEL_UID): its tasks, all kernels' together, are capped
+        resource.setrlimit(resource.RLIMIT_NPROC, (KERNEL_TASKS, KERNEL_TASKS))
     confine.die_with_parent()  # after the uid change, which clears it
     confine.apply_limits(memory_bytes, cpu_seconds=24 * 3600, file_bytes=64 << 20)  # time is nbgrader's to limit
     confine.forbid_processes_and_escapes(threads=True)

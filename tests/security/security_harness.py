@@ -45,10 +45,11 @@ MAX_SCORE = sum(UNIT_POINTS.values())
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def sandbox_uid() -> int:
-    from backprop_ninja.grade.isolation import SANDBOX_UID
+def sandbox_uids() -> frozenset[int]:
+    """The users student code runs as under a root grader: the grading boxes' and nbgrader's kernels'."""
+    from backprop_ninja.grade.isolation import KERNEL_UID, SANDBOX_UID
 
-    return SANDBOX_UID
+    return frozenset({SANDBOX_UID, KERNEL_UID})
 
 
 # ---------------------------------------------------------------- running the grader
@@ -156,7 +157,7 @@ class Watch:
         self.me = os.getpid()
         self.before = {(p.pid, p.start) for p in descendants(self.me, table)}
         # sandboxes this test process had already (an in-process grading's shared launcher) are not the run's
-        self.sandboxed_before = {(p.pid, p.start) for p in table.values() if p.uid == sandbox_uid()}
+        self.sandboxed_before = {(p.pid, p.start) for p in table.values() if p.uid in sandbox_uids()}
         self.files = list(files)
         _set_subreaper(True)
 
@@ -172,7 +173,7 @@ class Watch:
         token. (Other people's gradings on a shared machine have sandbox processes too; those are not ours.)"""
         found = []
         for proc in table.values():
-            if proc.uid != sandbox_uid() or proc.state in ("Z", "X") or (proc.pid, proc.start) in self.sandboxed_before:
+            if proc.uid not in sandbox_uids() or proc.state in ("Z", "X") or (proc.pid, proc.start) in self.sandboxed_before:
                 continue
             parent, steps = table.get(proc.ppid), 0
             while parent is not None and steps < 256:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import errno
 import json
+import os
 import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -111,7 +112,7 @@ def test_nothing_of_the_run_is_left_behind(course):
 
 # ---- the kernel's limits, the feedback and the metadata ----
 
-LIMITED = ("x_disk", "x_html", "x_meta", "y_html")  # one autograde run with our config: --student=[xy]_*
+LIMITED = ("x_disk", "x_html", "x_meta", "x_threads", "y_html")  # one autograde run, our config: --student=[xy]_*
 SLOW, META_CONTROL, HTML_CONTROL = "z_slow", "r_meta", "y_html"
 NOTEBOOK_TIMEOUT, SLOW_CELL_TIMEOUT = "20", "60"  # six cells of 8 s each: the notebook's limit cuts, no cell's does
 SLEEPERS = 6
@@ -150,6 +151,21 @@ _d.display({"image/png": "\\"><script>alert('PNG-PWNED')</script>", "text/plain"
 _d.display({"image/png": "iVBORw0KGgo="}, metadata={"image/png": {"width": "1 onerror=alert(`WIDTH-PWNED`)"}}, raw=True)
 _d.HTML("<script>alert('RESULT-PWNED')</script>")
 """
+THREADS_MARKER = "THREADS "
+# Starts threads that wait forever until no more can be made (or 20,000 of them), in the kernel only (no definition
+# for the grader to replay). The kernels' user has a cap of its own, so the count stops below it, and the grading
+# boxes' user, which shares nothing with it, still starts its workers.
+THREAD_BOMB = """
+_threading, _json = __import__("threading"), __import__("json")
+_forever, _started, _error = _threading.Event(), 0, None
+try:
+    while _started < 20000:
+        _threading.Thread(target=_forever.wait, daemon=True).start()
+        _started += 1
+except RuntimeError as _e:
+    _error = str(_e)
+print("THREADS " + _json.dumps({"started": _started, "error": _error}))
+"""
 MARKDOWN_ATTACK = "Notes <script>alert('MARKDOWN-PWNED')</script> [see](javascript:alert('LINK-PWNED'))"
 RAW_ATTACK = "<script>alert('RAW-PWNED')</script>"
 # grade_ids the metadata attack plays with
@@ -180,6 +196,13 @@ def slow_notebook(release) -> nbformat.NotebookNode:
     """Six added cells of 8 s each, early in the notebook, before every answer."""
     nb = examples.filled(release, CORRECT_CELLS)
     added_cells_after(nb, "imports", [new_code_cell('__import__("time").sleep(8)') for _ in range(SLEEPERS)])
+    return nb
+
+
+def thread_bomb_notebook(release) -> nbformat.NotebookNode:
+    """Every answer right, and a thread bomb early in the notebook, before every answer."""
+    nb = examples.filled(release, CORRECT_CELLS)
+    added_cells_after(nb, "imports", [new_code_cell(THREAD_BOMB)])
     return nb
 
 
@@ -236,6 +259,7 @@ def limits(workdir, names_file) -> LimitsCourse:
     release = read_notebook(notebook_at(root, "release"))
     meta = meta_notebook(release)
     for student, nb in {"x_disk": disk_notebook(release), "x_html": html_notebook(release), "x_meta": meta,
+                        "x_threads": thread_bomb_notebook(release),
                         HTML_CONTROL: html_notebook(release), SLOW: slow_notebook(release),
                         META_CONTROL: meta}.items():
         hand_in(root, student, nb)
@@ -376,3 +400,19 @@ def test_tampered_metadata_costs_the_tamperer_only(limits):
               if cell.metadata.get("nbgrader", {}).get("grade")]
     assert sorted(graded) == sorted(TEST_CELL_PREFIX + unit for unit in h.UNIT_POINTS)
     assert "n_hidden = 64" in cell_with_id(nb, "model").source  # the locked cell is the release's again
+
+
+def test_a_kernel_thread_bomb_is_capped_and_costs_nobody_points(limits):
+    """The kernels run as a user of their own with a task cap (sandboxed/kernel.py): the bomb stops below the cap
+    as root, every student of the same run keeps the grader's points, and the run ends."""
+    from backprop_ninja.sandboxed.kernel import KERNEL_TASKS
+
+    nb = autograded(limits, "x_threads")
+    bomb = nb.cells[nb.cells.index(cell_with_id(nb, "imports")) + 1]
+    lines = [line for line in stream_text(bomb, "stdout").splitlines() if line.startswith(THREADS_MARKER)]
+    assert len(lines) == 1, bomb.outputs
+    report = json.loads(lines[0][len(THREADS_MARKER):])
+    if os.geteuid() == 0:
+        assert report["started"] < KERNEL_TASKS and report["error"], report
+    for student in ("x_threads", "x_disk"):
+        full_marks(limits, student)
