@@ -18,6 +18,7 @@ MISTAKES = {
     "not_finite": "the answer contains NaN or inf",
     "keepdim": "the values are right, but a summed dimension was dropped (keepdim=True missing)",
     "reshape": "the values are right, but the shape is not the variable's",
+    "extra_dim": "a size-1 dimension the variable does not have (keepdim=True on the gradient of a 1-D parameter)",
     "transposed": "rows and columns are swapped",
     "missing_sum": "a broadcast in the forward pass was not summed back in the backward pass",
     "sum_axis": "summed over the wrong axis",
@@ -29,6 +30,9 @@ MISTAKES = {
     "missing_branch": "the variable is used twice, and one use's share is missing",
     "branch_factor": "one use's share is off by a factor or a sign",
     "forward_value": "a forward value stands where the gradient of a later line belongs",
+    "forward_for_constant": "a forward value stands where a constant local derivative belongs",
+    "plus_for_times": "the local derivative is added to the upstream gradient instead of multiplied (+ for *)",
+    "offset": "off by the same amount everywhere (e.g. by 1: started from ones_like instead of zeros_like)",
     "other_gradient": "the answer equals the gradient of another variable",
     "missing_accumulation": "wrong only in the rows looked up more than once: an assignment where += belongs",
     "argmax": "wrong only at the position of each row's maximum",
@@ -74,17 +78,21 @@ class Diagnosis:
     message: str   # one sentence for the student
 
 
-def diagnose_shape(answer, reference, clues: Clues) -> Diagnosis:
-    """The answer's shape differs from the reference's: say how."""
+def diagnose_shape(answer, reference, clues: Clues, var: str = "") -> Diagnosis:
+    """The answer's shape differs from the reference's: say how. `var` (e.g. "b1") names the variable."""
     a, ref = np.asarray(answer, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     wrong = f"shape {tuple(a.shape)} instead of {tuple(ref.shape)}"
     if a.size == 0 or not np.isfinite(a).all():
         return Diagnosis("shape", wrong)
+    squeezed = tuple(d for d in a.shape if d != 1) == tuple(d for d in ref.shape if d != 1)
     if a.size == ref.size and _close(a.reshape(ref.shape), ref, clues):
-        squeezed = tuple(d for d in ref.shape if d != 1)
-        if tuple(d for d in a.shape if d != 1) == squeezed and len(a.shape) < len(ref.shape):
+        if squeezed and len(a.shape) < len(ref.shape):
             return Diagnosis("keepdim", f"values right, {wrong}: keep the summed dimension (keepdim=True)")
+        if squeezed and len(a.shape) > len(ref.shape):
+            return Diagnosis("extra_dim", f"values right, {wrong}: {_extra_dim_words(ref.shape, var)}")
         return Diagnosis("reshape", f"values right, {wrong}: reshape it to the shape of the variable")
+    if squeezed and len(a.shape) > len(ref.shape):
+        return Diagnosis("extra_dim", f"{wrong}: {_extra_dim_words(ref.shape, var)}; the values are off as well")
     if a.ndim == 2 and a.shape == ref.shape[::-1] and _close(a.T, ref, clues):
         return Diagnosis("transposed", f"transposed: {wrong}; rows and columns are swapped")
     summed = _broadcast_axes(a.shape, ref.shape)
@@ -135,7 +143,10 @@ def diagnose_values(answer, reference, clues: Clues, var: str = "", mismatch=Non
     found = (_diagnose_parts(a, ref, clues.shares, clues, var, "branch")
              or _diagnose_parts(a, ref, clues.paths, clues, var, "path")
              or _diagnose_forward_swap(a, clues)
-             or _diagnose_other_gradient(a, ref, clues, var))
+             or _diagnose_other_gradient(a, ref, clues, var)
+             or _diagnose_offset(a, ref, clues)
+             or _diagnose_plus_for_times(a, ref, clues)
+             or _diagnose_forward_for_constant(a, ref, clues, mismatch))
     if found:
         return found
     # Where it is clearly off, not just past the rounding tolerance: a small slip everywhere (a constant slightly
@@ -304,6 +315,72 @@ def _diagnose_other_gradient(a, ref, clues: Clues, var: str):
             return Diagnosis("other_gradient", f"it equals the gradient of `{name}` (d{name}), not of `{var}`: "
                                                f"take one more step back, through the line that uses `{var}`")
     return None
+
+
+def _extra_dim_words(shape, var: str) -> str:
+    """Why a gradient has exactly its variable's shape, for an answer that keeps a size-1 dimension too many."""
+    name = f"`{var}`" if var else "the variable"
+    what = "a vector" if len(shape) == 1 else f"{len(shape)}-D"
+    return (f"{name} has shape {tuple(shape)}, {what}, so its gradient has that shape too; keepdim=True keeps a "
+            f"dimension that {name} does not have")
+
+
+def _diagnose_offset(a, ref, clues: Clues):
+    """Off by the same amount at every position: a gradient started from ones (ones_like) instead of zeros, say."""
+    shift = a - ref
+    c = float(shift.mean())
+    if a.size < 2 or abs(c) <= ATOL * clues.scale:
+        return None
+    if np.abs(shift - c).max(initial=0.0) > ATOL * clues.scale + DIAGNOSIS_RTOL * abs(c):
+        return None
+    if abs(abs(c) - 1) < DIAGNOSIS_RTOL:
+        how = "one too large" if c > 0 else "one too small"
+        return Diagnosis("offset", f"every entry is {how}: was the gradient started from ones (ones_like) where "
+                                   f"it should start from zeros, before the uses are added into it?")
+    return Diagnosis("offset", "every entry is off by the same amount: look for a constant added to (or "
+                               "subtracted from) the whole gradient")
+
+
+def _diagnose_plus_for_times(a, ref, clues: Clues):
+    """A use whose upstream gradient was added to the local derivative instead of multiplying it:
+    answer = rest + (local + upstream) where the reference is rest + local * upstream. The upstream is the
+    consumer's gradient, found among `others` when it has the answer's shape (an elementwise line); the check is
+    (answer - rest - upstream) * upstream == share, position by position."""
+    for consumer, share in clues.shares.items():
+        upstream = clues.others.get(consumer)
+        if upstream is None or np.shape(upstream) != a.shape or _negligible(upstream, clues):
+            continue
+        up, share = np.asarray(upstream, dtype=np.float64), np.asarray(share, dtype=np.float64)
+        local = a - (ref - share) - up
+        bound = ATOL * clues.scale + DIAGNOSIS_RTOL * np.abs(share)
+        if (np.abs(local * up - share) <= bound).all():
+            return Diagnosis("plus_for_times", f"the local derivative is added to the upstream gradient "
+                                               f"`d{consumer}` where the chain rule multiplies them (+ written "
+                                               f"for *)")
+    return None
+
+
+def _diagnose_forward_for_constant(a, ref, clues: Clues, mismatch):
+    """The local derivative is a constant (the reference is the same along an axis: each row is the upstream
+    times one number), but the answer changes along that axis at every row and column: a forward value of the
+    line (its input, say) stands where the constant belongs."""
+    wrong = np.asarray(mismatch, dtype=bool)
+    if ref.ndim != 2 or wrong.shape != ref.shape or _negligible(ref, clues):
+        return None
+    if not (wrong.any(axis=1).all() and wrong.any(axis=0).all()):
+        return None  # wrong in some rows or columns only: where it is off says more (locate)
+    for axis, along in ((0, "row"), (1, "column")):
+        if ref.shape[axis] < 2 or not _constant_along(ref, axis, clues) or _constant_along(a, axis, clues):
+            continue
+        return Diagnosis("forward_for_constant", f"the local derivative of this line is a constant, the same in "
+                                                 f"every {along}, but your answer changes from {along} to {along}: "
+                                                 f"a forward value seems to stand where that constant belongs")
+    return None
+
+
+def _constant_along(x, axis: int, clues: Clues) -> bool:
+    first = np.take(x, [0], axis=axis)
+    return bool(np.abs(x - first).max(initial=0.0) <= ATOL * clues.scale + DIAGNOSIS_RTOL * np.abs(first).max())
 
 
 def _broadcast_axes(answer_shape, ref_shape):

@@ -1,4 +1,5 @@
-"""The notebook's `diagnoses` cell: diagnose.py as it is, plus the units table's diagnostic rows as a literal.
+"""The notebook's `diagnoses` cell: diagnose.py as it is, plus the units table's diagnostic rows as a literal, plus
+model.py (the forward pass) as the body of a function whose locals become the namespace `_model`.
 
 `backprop-ninja assign` writes it into the cell whose grade_id is `diagnoses`, so the notebook's `check` names a
 mistake with the grader's own code and data (one source, no copy by hand). It needs only numpy, which matplotlib
@@ -10,7 +11,7 @@ import ast
 import pprint
 from pathlib import Path
 
-from backprop_ninja import diagnose, units
+from backprop_ninja import diagnose, model, units
 
 CELL = "diagnoses"  # the grade_id of the cell
 
@@ -21,9 +22,9 @@ _HEADER = """\
 """
 
 
-def module_body() -> str:
-    """diagnose.py without its docstring and its `from __future__` line (a cell cannot start with one)."""
-    source = Path(diagnose.__file__).read_text(encoding="utf-8")
+def module_body(module=diagnose) -> str:
+    """A module's source without its docstring and its `from __future__` line (a cell cannot start with one)."""
+    source = Path(module.__file__).read_text(encoding="utf-8")
     tree = ast.parse(source)
     first = tree.body[0]
     skip_to = first.end_lineno if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) else 0
@@ -32,7 +33,30 @@ def module_body() -> str:
     return "\n".join(kept).strip("\n") + "\n"
 
 
+_MODEL_INTRO = """
+# The grader's own forward pass and autograd reference (backprop_ninja/model.py, as it is, inside the function
+# below): check() re-runs your answer cell on fresh batches with it. Its names (forward, init_parameters, ...) live
+# in `_model` only, so they never mix with the notebook's.
+def _ninja_model():
+"""
+_MODEL_OUTRO = """
+    return _types.SimpleNamespace(**locals())
+
+
+import types as _types
+
+_model = _ninja_model()
+"""
+
+
+def model_code() -> str:
+    """model.py's code, as code (not a string), as the body of a function whose locals become `_model`: one forward
+    pass for the kit and the notebook, whose names stay out of the notebook's."""
+    body = "".join(f"    {line}\n" if line.strip() else "\n" for line in module_body(model).splitlines())
+    return _MODEL_INTRO + body + _MODEL_OUTRO
+
+
 def notebook_code() -> str:
     table = pprint.pformat(units.diagnostic_table(), width=116, sort_dicts=False)
     return (_HEADER + "\n" + module_body() + "\n\n# Per variable: the lines that use it, the paths of a one-go "
-            "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n")
+            "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n" + model_code())

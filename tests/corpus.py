@@ -564,6 +564,45 @@ CORPUS: tuple[Submission, ...] = (
     Submission("fault_corrupt_json", "fault", fault=corrupt_json, file_error="invalid JSON"),
     Submission("fault_not_a_notebook", "fault", fault=python_script, file_error="invalid JSON"),
     Submission("fault_empty_file", "fault", fault=empty_file, file_error="invalid JSON"),
+
+    # ---- issue 14.7: right answers the rule probe cannot vary are no luck ----
+    # They read a true gradient the probe keeps (dcounts, or a partial sum an earlier cell kept under a helper
+    # name), so under random upstreams they are no combination of the shares: the probe says nothing.
+    Submission("alt_dnorm_logits_recomputed_from_dcounts", "alternative", {
+        "ex1_logits": ("dlogits = norm_logits.exp() * dcounts  # dnorm_logits again, from one step back\n"
+                       "dlogits += F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes"),
+    }),
+    Submission("alt_both_branches_recomputed_from_dcounts", "alternative", {
+        "ex1_logits": ("dnorm = norm_logits.exp() * dcounts\n"
+                       "dmax = -dnorm.sum(1, keepdim=True)\n"
+                       "dlogits = dnorm + F.one_hot(logits.max(1).indices, num_classes=vocab_size) * dmax"),
+    }),
+    Submission("alt_partial_sums_from_the_previous_cell", "alternative", {
+        "ex1_logit_maxes": "dlogit_maxes = -dnorm_logits.sum(1, keepdim=True)\ndlogits_1 = dnorm_logits.clone()",
+        "ex1_logits": ("dlogits_2 = F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes\n"
+                       "dlogits = dlogits_1 + dlogits_2"),
+        "ex1_bndiff2": "dbndiff2 = 1.0 / (n - 1) * torch.ones_like(bndiff2) * dbnvar\ndbndiff_1 = bnvar_inv * dbnraw",
+        "ex1_bndiff": "dbndiff_2 = 2 * bndiff * dbndiff2\ndbndiff = dbndiff_1 + dbndiff_2",
+    }),
+
+    # ---- issue 14.8: slips with a class of their own ----
+    Submission("probs_plus_for_times", "mistake",
+               {"ex1_probs": "dprobs = (1.0 / probs) + dlogprobs"},
+               {"ex1_probs": wrong("+ written for *", "`dlogprobs`")}),
+    Submission("C_started_from_ones", "mistake",
+               {"ex1_C": "dC = torch.ones_like(C)\ndC.index_add_(0, Xb.view(-1), demb.view(-1, n_embd))"},
+               {"ex1_C": wrong("one too large", "ones_like")}),
+    Submission("bndiff2_forward_value_for_the_constant", "mistake",
+               {"ex1_bndiff2": "dbndiff2 = bndiff * dbnvar"},
+               {"ex1_bndiff2": wrong("a constant, the same in every row", "forward value")}),
+    Submission("biases_keepdim_on_vectors", "mistake", {
+        "ex1_b2": "db2 = dlogits.sum(0, keepdim=True)",
+        "ex1_b1": "db1 = dhprebn.sum(0, keepdim=True)",
+    }, {
+        "ex1_b2": wrong("`b2` has shape (27,), a vector, so its gradient has that shape too",
+                        "keepdim=True keeps a dimension that `b2` does not have"),
+        "ex1_b1": wrong("`b1` has shape (64,), a vector", "keepdim=True keeps a dimension that `b1` does not have"),
+    }),
 )
 
 # These cells test the second line, the sandbox and the run-time blocks, so they are graded with `--code any`; the

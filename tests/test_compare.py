@@ -196,6 +196,27 @@ MISTAKES_FROM_VALUES = {
     "wrong at the targets": (
         "ex2_logits",
         lambda r, n: torch.softmax(r.values64["logits"], 1) / n, "targets", "correct characters"),
+    # issue 14, point 8: slips that had no class of their own
+    "plus written for times": (
+        "ex1_probs", lambda r, n: (lambda v: 1.0 / v.probs + v.dlogprobs)(_student(r)),
+        "plus_for_times", "added to the upstream gradient `dlogprobs` where the chain rule multiplies"),
+    "plus for times beside a right branch": (
+        "ex1_counts", lambda r, n: (lambda v: v.counts_sum_inv + v.dprobs + torch.ones_like(v.counts) * v.dcounts_sum)(
+            _student(r)),
+        "plus_for_times", "`dprobs`"),
+    "started from ones": (
+        "ex1_C", lambda r, n: (lambda v: torch.ones_like(v.C).index_add_(0, v.Xb.view(-1), v.demb.view(-1, v.C.shape[1])))(
+            _student(r)),
+        "offset", "every entry is one too large"),
+    "a forward value for the constant": (
+        "ex1_bndiff2", lambda r, n: (lambda v: v.bndiff * v.dbnvar)(_student(r)),
+        "forward_for_constant", "a constant, the same in every row"),
+    "bias gradient with keepdim": (
+        "ex1_b2", lambda r, n: r.grads["b2"].reshape(1, -1),
+        "extra_dim", "`b2` has shape (27,), a vector, so its gradient has that shape too; keepdim=True keeps"),
+    "zero bias gradient with keepdim": (
+        "ex1_b1", lambda r, n: (lambda v: v.dhprebn.sum(0, keepdim=True))(_student(r)),
+        "extra_dim", "`b1` has shape (64,), a vector"),
 }
 
 

@@ -250,3 +250,151 @@ def test_in_jupyter_a_failed_check_still_stops_run_all(monkeypatch):
         with pytest.raises(CellExecutionError):
             NotebookClient(nb, timeout=60).execute()
         assert nb.cells[-1].outputs == []  # the cell after it never ran
+
+
+# --- check() in an IPython session: it finds the answer's cell in what ran, and re-runs it on fresh batches -------
+
+SESSION_SETUP = ("imports", "data", "vocab", "helpers", notebook_diagnoses.CELL, "model", "forward")
+
+
+@pytest.fixture(scope="module")
+def shell(names_file):
+    """One IPython shell (what a Jupyter kernel runs cells with) holding the notebook's cells up to the forward
+    pass. In-process, so each test can say whether the front end sends cell ids (JupyterLab does, nbclient not)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    with pytest.MonkeyPatch.context() as patch:  # only while the data cell reads the names
+        patch.setenv("BACKPROP_NINJA_NAMES", str(names_file))
+        patch.delenv("NBGRADER_EXECUTION", raising=False)
+        ipython = InteractiveShell.instance()
+        for grade_id in SESSION_SETUP:
+            assert ipython.run_cell(CELLS[grade_id]).success, grade_id
+    return ipython
+
+
+@pytest.fixture
+def session(shell, capsys, monkeypatch):
+    """Run a cell as Jupyter would: run(source, cell_id=None) -> (one-line error or None, what it printed)."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)  # checks stop, as in a student's notebook
+    shell.run_cell("_CELLS.clear()")
+    shell.user_ns.update({k: None for k in list(shell.user_ns) if k.startswith("d") and k[1:] in shell.user_ns})
+    assert shell.run_cell(CELLS["forward"]).success
+    capsys.readouterr()
+
+    def run(source, cell_id=None):
+        result = shell.run_cell(source, cell_id=cell_id)
+        error = result.error_in_exec or result.error_before_exec
+        return (None if error is None else f"{type(error).__name__}: {error}"), capsys.readouterr().out
+
+    return run
+
+
+SOLUTIONS = assign.solution_cells()
+
+
+def _answer(session, *variables):
+    """Run the solution's answer cells of these Exercise 1 variables, each with its check."""
+    for variable in variables:
+        error, _ = session(SOLUTIONS[f"ex1_{variable}"])
+        assert error is None, (variable, error)
+        error, _ = session(f'check("{variable}")')
+        assert error is None, (variable, error)
+
+
+def test_exercise_2_does_not_pass_on_exercise_1s_dlogits(session):
+    _answer(session, "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes",
+            "logits")
+    for cell_id in (None, "ex2_logits"):  # Exercise 2's cell left as it is, with or without cell ids
+        error, _ = session("# YOUR CODE HERE\nraise NotImplementedError()", cell_id=cell_id)
+        assert error.startswith("NotImplementedError")
+        error, _ = session('check("ex2")')
+        assert error.startswith("CheckFailed: dlogits is not defined yet in Exercise 2's cell"), error
+    error, out = session(SOLUTIONS["ex2_logits"], cell_id="ex2_logits")
+    assert error is None
+    error, out = session('check("ex2")')
+    assert error is None and "approximate: True" in out
+
+
+def test_exercise_3_takes_only_its_own_cell(session):
+    _answer(session, *EX1_UNTIL_HPREACT)
+    error, _ = session("dhprebn = torch.zeros_like(hprebn)")  # an Exercise 1 style cell, not Exercise 3's
+    error, _ = session('check("hprebn")')
+    assert error is not None  # wrong for Exercise 1, and it now belongs to Exercise 1
+    error, _ = session('check("ex3")')
+    assert error.startswith("CheckFailed: dhprebn is not defined yet in Exercise 3's cell"), error
+    error, _ = session(SOLUTIONS["ex3_hprebn"])
+    error, out = session('check("ex3")')
+    assert error is None, error
+
+
+EX1_UNTIL_HPREACT = ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes",
+                     "logits", "h", "W2", "b2", "hpreact")
+
+
+def test_a_literal_batch_size_fails_on_a_fresh_batch(session):
+    error, out = session("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(32), Yb] = -1.0 / 32")
+    assert error is None
+    error, out = session('check("logprobs")')
+    assert "approximate: True" in out  # right on the notebook's own batch of 32
+    assert error == ("CheckFailed: dlogprobs is right when the batch has 32 examples but wrong on a fresh batch of "
+                     "17: it looks like a literal 32 where the batch size n belongs.")
+
+
+@pytest.mark.parametrize("answer", ["norm_logits.grad.clone()", "norm_logits.grad * 1.0"])
+def test_autograds_tensor_behind_an_operation_is_named(session, answer):
+    _answer(session, "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts")
+    assert session(f"dnorm_logits = {answer}")[0] is None
+    error, _ = session('check("norm_logits")')
+    assert error == "CheckFailed: dnorm_logits's cell asks autograd (`.grad` on line 1); derive it by hand."
+
+
+def test_an_answer_from_an_earlier_forward_pass_is_called_stale(session):
+    _answer(session, "logprobs", "probs", "counts_sum_inv")
+    assert session(CELLS["forward"])[0] is None  # the forward pass again, a new batch; the answers stay as they were
+    error, _ = session('check("probs")')
+    assert error == ("CheckFailed: dprobs was computed from an earlier forward pass: re-run the cells from "
+                     "dlogprobs's on.")
+    _answer(session, "logprobs", "probs")  # re-running them from there fixes it
+    error, _ = session('check("counts_sum_inv")')
+    assert error.endswith("re-run the cells from dcounts_sum_inv's on.")
+
+
+def test_an_answer_cell_that_raises_is_named_with_its_error(session):
+    _answer(session, *EX1_UNTIL_HPREACT[:8])
+    error, _ = session("dh = dlogits @ W2")
+    assert error.startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    error, _ = session('check("h")')
+    assert error.startswith("CheckFailed: dh's cell raised RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert "NotImplementedError" not in error and "\n" not in error
+
+
+def test_the_earlier_gradient_sentence_only_when_an_input_is_off(session):
+    assert session("dlogprobs = torch.zeros_like(logprobs)")[0] is None  # the first gradient, wrong
+    error, _ = session('check("logprobs")')
+    assert "builds on" not in error and "earlier gradient" not in error
+    assert session("dprobs = (1.0 / probs) * dlogprobs")[0] is None  # right given a right dlogprobs
+    error, out = session('check("probs")')
+    assert error is None and "right, but dlogprobs is off" in out
+    assert session("dprobs = (2.0 / probs) * dlogprobs")[0] is None  # wrong by itself too
+    error, _ = session('check("probs")')
+    assert error.endswith("dlogprobs, which it builds on, is off too: fix that first."), error
+    assert len(error) < 300
+
+
+def test_exercise_4s_test_cell_calls_one_function():
+    assert CELLS["test_ex4_backward"].split("### BEGIN HIDDEN TESTS")[0].strip() == "check_backward()"
+
+
+def test_an_answer_no_cell_made_is_compared_but_said_not_re_run(session, shell):
+    ns = shell.user_ns
+    answer = torch.zeros_like(ns["logprobs"])
+    answer[range(ns["n"]), ns["Yb"]] = -1.0 / ns["n"]
+    ns["dlogprobs"] = answer  # set from outside any cell
+    error, out = session('check("logprobs")')
+    assert "approximate: True" in out and "so it was not re-run on fresh batches" in out
+
+
+def test_time_magics_are_re_run_as_the_statement_they_time(session):
+    assert session("%time dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n")[0] is None
+    error, out = session('check("logprobs")')
+    assert error is None and "approximate: True" in out and "not re-run" not in out

@@ -86,7 +86,7 @@ def check_answer(answer: np.ndarray, ev: Evidence, unit: units.Unit, name: str |
     prefix = f"{name}: " if name else ""
 
     if a.shape != ref.shape:
-        found = diagnose.diagnose_shape(a, ref, ev.clues())
+        found = diagnose.diagnose_shape(a, ref, ev.clues(), var)
         size1_only = (differs_by_size1_dims(a.shape, ref.shape) and bool(np.isfinite(a).all())
                       and bool((np.abs(a.reshape(ref.shape) - ref) <= tolerance(ev, a)).all()))
         return Check(False, False, None, None, prefix + found.message, found.kind, size1_only=size1_only)

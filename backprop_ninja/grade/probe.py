@@ -10,7 +10,12 @@ with the sum of the table's shares on those random upstreams, as the local rule 
 - the answer follows the random upstreams: the rule is followed, fine;
 - the answer is what it was with the true upstreams: the cell does not read them (Exercise 2's formula written in
   Exercise 1, say), which is a right answer too, except zeros written for a gradient that is 0;
-- anything else is right by luck, explained in one line from the table.
+- the answer is a wrong combination of the shares, each taken once, left out or with its sign flipped (all left out:
+  zeros): right by luck, explained in one line from the table;
+- anything else is inconclusive and nothing is said. A right answer can read true gradients the probe does not
+  vary: a partial sum kept under a helper name by an earlier cell (`dlogits_1`), or an upstream recomputed inline
+  from a gradient further back (`norm_logits.exp() * dcounts`). Only a combination of shares is evidence of a rule
+  not followed.
 
 Trusted side: the random upstreams and the expected answer are made here, in float64; the worker only runs the
 cell and sends back numbers, which only this module judges. The probe can add a note to a right answer, never
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +105,8 @@ def _assigned_names(source: str) -> frozenset[str]:
 
 
 def luck(probe: Probe, on_probe: np.ndarray | None, on_true: np.ndarray, true_scale: float) -> str | None:
-    """None if the answer follows its rule (or never reads its upstream); else why it is right by luck.
+    """None if the answer follows its rule, never reads its upstream, or the probe is inconclusive; else why it is
+    right by luck.
 
     on_probe: the answer with the random upstreams (None when the probe gave no answer: then there is no evidence
     and nothing is said); on_true: the answer on the same replay with the true upstreams; true_scale: that
@@ -111,23 +118,39 @@ def luck(probe: Probe, on_probe: np.ndarray | None, on_true: np.ndarray, true_sc
     wrote_zeros = not np.any(on_true)
     if _close(on_probe, on_true, true_scale) and not wrote_zeros:
         return None  # it does not read the upstream: a formula from further up (Exercise 2's, say) is right
-    return explain(probe, on_probe, wrote_zeros)
+    signs = wrong_combination(probe, on_probe)
+    if signs is None:
+        return None  # not built from the shares alone: it reads something the probe did not vary
+    return explain(probe, signs, wrote_zeros)
 
 
-def explain(probe: Probe, answer: np.ndarray, wrote_zeros: bool) -> str:
+def wrong_combination(probe: Probe, answer: np.ndarray) -> dict[str, int] | None:
+    """The signs (+1, 0 for left out, -1) that make `answer` a combination of the probe's shares other than their
+    plain sum, or None. A unit has one or two consumers: at most 9 combinations to try."""
+    consumers = list(probe.shares)
+    for signs in itertools.product((1, 0, -1), repeat=len(consumers)):
+        if all(sign == 1 for sign in signs):
+            continue  # the plain sum is the rule itself
+        combination = sum((sign * probe.shares[c] for c, sign in zip(consumers, signs) if sign),
+                          np.zeros_like(probe.expected))
+        if _close(answer, combination, probe.scale):
+            return dict(zip(consumers, signs))
+    return None
+
+
+def explain(probe: Probe, signs: dict[str, int], wrote_zeros: bool) -> str:
     """One line from the table: which rule is not followed, and why the value matched all the same."""
     unit, name = probe.unit, probe.unit.answer
     if wrote_zeros:
         return f"{name} is written as zeros instead of following its rule; {_only_because(unit.var)}"
-    if unit.zero_because and _close(answer, -probe.expected, probe.scale):
+    if unit.zero_because and all(sign == -1 for sign in signs.values()):
         return f"the sign of {name} is flipped; {_only_because(unit.var)}"
-    for consumer, share in probe.shares.items():
-        if not _zero_because(consumer):
+    for consumer, sign in signs.items():
+        if sign == 1 or not _zero_because(consumer):
             continue
-        if _close(answer, probe.expected - share, probe.scale):
+        if sign == 0:
             return f"the branch through {consumer} is missing; {_only_because(consumer)}"
-        if _close(answer, probe.expected - 2 * share, probe.scale):
-            return f"the branch through {consumer} has its sign flipped; {_only_because(consumer)}"
+        return f"the branch through {consumer} has its sign flipped; {_only_because(consumer)}"
     upstream = ", ".join(probe.upstream)
     line = (f"{name} matches here, but it does not follow the local rule: with other values of {upstream} it "
             f"does not give the sum of its branches")
