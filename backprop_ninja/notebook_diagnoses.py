@@ -12,6 +12,7 @@ import pprint
 from pathlib import Path
 
 from backprop_ninja import diagnose, model, units
+from backprop_ninja.grade import compare, probe
 
 CELL = "diagnoses"  # the grade_id of the cell
 
@@ -56,7 +57,38 @@ def model_code() -> str:
     return _MODEL_INTRO + body + _MODEL_OUTRO
 
 
+_PROBE_INTRO = """
+# The grader's rule probe (backprop_ninja/grade/probe.py, its numpy part, as it is): whether an answer that matches
+# with random gradients in place of the ones it builds on is a wrong combination of its branches, right only by luck.
+def _ninja_probe():
+    import itertools
+
+"""
+
+
+def _functions(module, names) -> list[str]:
+    """The source, as it is, of a module's top-level functions named `names`."""
+    source = Path(module.__file__).read_text(encoding="utf-8")
+    found = {node.name: ast.get_source_segment(source, node, padded=True) for node in ast.parse(source).body
+             if isinstance(node, ast.FunctionDef)}
+    return [found[name] for name in names]
+
+
+def probe_code() -> str:
+    """probe.py's functions that need only numpy (probe.NOTEBOOK_CODE), as code, in the namespace `_probe`, with its
+    seed and the table's ZERO_BECAUSE as literals; then how the grader judges its float64 stress replay (compare.py's
+    ATOL_FLOAT64, _float32_numbers and its words for that replay)."""
+    parts = [f"PROBE_SEED = {probe.PROBE_SEED!r}", f"ZERO_BECAUSE = {pprint.pformat(probe.ZERO_BECAUSE, width=110)}",
+             *_functions(probe, probe.NOTEBOOK_CODE)]
+    body = "".join(f"    {line}\n" if line.strip() else "\n" for line in "\n\n".join(parts).splitlines())
+    return (_PROBE_INTRO + body + "\n    return _types.SimpleNamespace(**locals())\n\n\n_probe = _ninja_probe()\n\n"
+            "# The grader's tolerance on its float64 stress replay, times the scale (backprop_ninja/grade/compare.py)\n"
+            f"ATOL_FLOAT64 = {compare.ATOL_FLOAT64!r}\nSTRESS_WORDS = {compare.SPECIAL_WORDS[model.STRESS64]!r}\n\n\n"
+            + "\n\n".join(_functions(compare, ["_float32_numbers"])))
+
+
 def notebook_code() -> str:
     table = pprint.pformat(units.diagnostic_table(), width=116, sort_dicts=False)
     return (_HEADER + "\n" + module_body() + "\n\n# Per variable: the lines that use it, the paths of a one-go "
-            "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n" + model_code())
+            "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n" + model_code()
+            + probe_code())

@@ -6,6 +6,7 @@ torch, matplotlib and the standard library (it runs on Colab without this kit) a
 * `hint(name, path=None)`: a ladder of three hints per gradient (where the variable is used and the rule that
   applies; the local derivative of each line that uses it; the answer line, read from the solutions notebook);
 * `show_graph(name=None)`: the forward pass drawn as a graph, with `name` and the lines that use it highlighted;
+  the layered graph is cut in two halves drawn side by side (`graph()`), so that it fits a laptop screen;
 * `draw_progress(statuses)`: the same graph coloured by the status of each gradient ("done", "wrong", "todo").
 
 Everything the cell knows comes from `backprop_ninja.units` (the variables, their forward lines, their consumers,
@@ -65,15 +66,97 @@ def _reachable(start: str, edges, forward: bool = True) -> set[str]:
     return seen
 
 
+# The picture's measures, in inches: a notebook shows a figure at 100 dpi, so 9 x 6 inches is 900 x 600 pixels.
+FONT_POINTS = 9
+_CHAR_WIDTH = 0.602 * FONT_POINTS / 72  # one character of DejaVu Sans Mono, matplotlib's monospace font
+_BOX_PAD = 0.35 * FONT_POINTS / 72  # the pad of a node's box on each side of its text
+BOX_HALF_HEIGHT = (0.6 + 0.35) * FONT_POINTS / 72 + 0.02  # half a line of text, the pad and the box's edge
+_COLUMN_GAP = 0.3
+_GUTTER = 0.6  # between the two halves, where the arrows from the first half to the second run
+_ROW_PITCH = 0.43
+_MARGIN = 0.15
+_TITLE_BAND = 0.4
+_LEGEND_BAND = 0.35
+
+
+def _split_row(nodes, edges) -> int:
+    """The first row of the picture's second half: the fewest arrows from one half to the other, then the most
+    even halves (the forward pass is too long to read as one column on a laptop screen)."""
+    row = {node["var"]: node["row"] for node in nodes}
+    last = max(row.values())
+
+    def cost(split: int) -> tuple[int, int]:
+        crossing = sum(1 for a, b in edges if row[a] < split <= row[b])
+        return crossing, max(split, last + 1 - split)
+
+    return min(range(1, last + 1), key=cost)
+
+
+def _column_widths(nodes) -> dict[tuple[int, int], float]:
+    """(half, col) -> the width of that column: its longest name in its box."""
+    widths: dict[tuple[int, int], float] = {}
+    for node in nodes:
+        key = (node["half"], node["col"])
+        widths[key] = max(widths.get(key, 0.0), len(node["var"]) * _CHAR_WIDTH + 2 * _BOX_PAD)
+    return widths
+
+
+def _column_centres(nodes) -> dict[tuple[int, int], float]:
+    """(half, col) -> the x of that column's centre, the halves side by side from the left margin."""
+    widths = _column_widths(nodes)
+    centres, x = {}, _MARGIN
+    for half in sorted({h for h, _ in widths}):
+        for col in sorted(c for h, c in widths if h == half):
+            centres[half, col] = x + widths[half, col] / 2
+            x += widths[half, col] + _COLUMN_GAP
+        x += _GUTTER - _COLUMN_GAP
+    return centres
+
+
+def _route(a: dict, b: dict, gutter_x: float, top: float) -> list[list[float]]:
+    """The way of an arrow from the first half to the second: down out of `a`, right to the gutter, up above the
+    second half, right and down into `b`, never through another node."""
+    below = round(a["y"] - BOX_HALF_HEIGHT - 0.12, 3)
+    return [[a["x"], round(a["y"] - BOX_HALF_HEIGHT, 3)], [a["x"], below], [gutter_x, below], [gutter_x, top],
+            [b["x"], top], [b["x"], round(b["y"] + BOX_HALF_HEIGHT, 3)]]
+
+
 def graph() -> dict:
-    """Nodes (with kind and a layered top-to-bottom position) and edges of the forward pass.
+    """Nodes (with kind, layered row and col, half, and x, y in inches), edges, routes and size of the forward pass.
+
+    The layered column of `_grid` is cut in two halves drawn side by side, so that the whole pass fits a laptop
+    screen (about 900 x 600 pixels) with every variable in view. An arrow from the first half to the second has a
+    route (its corners, in inches); the others go straight from box to box.
+    """
+    edges = _edges()
+    nodes = _grid(edges)
+    split = _split_row(nodes, edges)
+    rows = max(max(node["row"] for node in nodes) + 1 - split, split)
+    for node in nodes:
+        node["half"] = int(node["row"] >= split)
+    centres = _column_centres(nodes)
+    top = _LEGEND_BAND + rows * _ROW_PITCH  # the centre of a half's first row sits half a pitch below this
+    for node in nodes:
+        node["x"] = round(centres[node["half"], node["col"]], 3)
+        node["y"] = round(top - (node["row"] - split * node["half"] + 0.5) * _ROW_PITCH, 3)
+    by_var = {node["var"]: node for node in nodes}
+    widths = _column_widths(nodes)
+    gutter_x = max(centres[key] + widths[key] / 2 for key in centres if key[0] == 0) + _GUTTER / 2
+    routes = {f"{a}->{b}": _route(by_var[a], by_var[b], round(gutter_x, 3), round(top + 0.08, 3))
+              for a, b in edges if by_var[a]["half"] != by_var[b]["half"]}
+    width = max(centres[key] + widths[key] / 2 for key in centres) + _MARGIN
+    return {"nodes": nodes, "edges": [list(edge) for edge in edges], "routes": routes,
+            "size": [round(width, 2), round(top + 0.1 + _TITLE_BAND, 2)]}
+
+
+def _grid(edges) -> list[dict]:
+    """The nodes of the forward pass with kind and a layered top-to-bottom position (row, col), as one tall column.
 
     Rows follow the forward pass: a computed variable sits one row below the deepest computed variable it reads; a
     parameter or data input sits one row above its first consumer. The shortest path from the embedding to the loss
     is the spine (column 0); the side branches that rejoin it (the batch mean, the variance, the max, the row sum)
     take column 1, parameters columns -1, -2, ..., data inputs the right-hand side.
     """
-    edges = _edges()
     order = _forward_order()
     params = [u.var for u in reversed(EXERCISE_1) if u.forward == "parameter"]
     preds: dict[str, list[str]] = {}
@@ -116,7 +199,7 @@ def graph() -> dict:
     for var in DATA_INPUTS:
         nodes.append({"var": var, "kind": "data", "row": depth[var], "col": place(depth[var], range(1, 10))})
     nodes.sort(key=lambda node: (node["row"], node["col"]))
-    return {"nodes": nodes, "edges": [list(edge) for edge in edges]}
+    return nodes
 
 
 def _block(unit: Unit, edges) -> list[str]:
@@ -426,46 +509,50 @@ _TUTOR_COLOURS = {{
 
 
 def _tutor_draw(fills, chosen=(), consumers=(), edges=(), title="", legend=()):
-    """The forward pass as a figure: fills maps a variable to a colour key of _TUTOR_COLOURS."""
+    """The forward pass as a figure, in two halves side by side so that it fits a laptop screen: fills maps a
+    variable to a colour key of _TUTOR_COLOURS. Positions are in inches, from the kit's layout."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    from matplotlib.patches import FancyArrowPatch, Patch
+    from matplotlib.path import Path
     from matplotlib.text import OffsetFrom
-    nodes = _TUTOR["graph"]["nodes"]
-    cols = [node["col"] for node in nodes]
-    rows = max(node["row"] for node in nodes)
+    layout = _TUTOR["graph"]
+    width, height = layout["size"]
     # made by pyplot, so that Jupyter knows how to show it as a picture even before any other plot, then closed,
     # so that it is shown once, as the value of the call, and not again at the end of the cell
-    fig = plt.figure(figsize=(2.0 * (max(cols) - min(cols) + 1) + 1, 0.5 * rows + 1.5))
+    fig = plt.figure(figsize=(width, height))
     plt.close(fig)
-    ax = fig.add_subplot()
-    ax.set_xlim(min(cols) - 0.7, max(cols) + 0.7)
-    ax.set_ylim(-rows - 0.6, 0.6)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
     ax.axis("off")
     boxes = {{}}
-    for node in nodes:
+    for node in layout["nodes"]:
         var = node["var"]
         role = "chosen" if var in chosen else "consumer" if var in consumers else "plain"
         face, edge = _TUTOR_COLOURS[role if role != "plain" else fills.get(var, node["kind"])]
         style = "square,pad=0.35" if node["kind"] in ("parameter", "data") else "round,pad=0.35"
-        boxes[var] = ax.text(node["col"], -node["row"], var, ha="center", va="center", fontsize=9, zorder=3,
+        boxes[var] = ax.text(node["x"], node["y"], var, ha="center", va="center", fontsize={font}, zorder=3,
                              fontweight="bold" if role == "chosen" else "normal", gid=f"node:{{var}}:{{role}}",
                              family="monospace", bbox=dict(boxstyle=style, facecolor=face, edgecolor=edge,
                                                            linewidth={{"chosen": 2.5, "consumer": 1.8}}.get(role, 1.0),
                                                            linestyle="--" if node["kind"] == "data" else "-"))
-    for a, b in _TUTOR["graph"]["edges"]:
+    for a, b in layout["edges"]:
         lit = (a, b) in edges
+        gid = f"edge:{{a}}->{{b}}:{{'highlight' if lit else 'plain'}}"
+        look = dict(arrowstyle="-|>", color="#d32f2f" if lit else "#9e9e9e", linewidth=2.2 if lit else 1.0)
+        route = layout["routes"].get(f"{{a}}->{{b}}")
+        if route:  # from the first half to the second: along the way the layout gives, around the nodes
+            ax.add_patch(FancyArrowPatch(path=Path(route), zorder=2, gid=gid, mutation_scale=10, **look))
+            continue
         # from just below the box of a to just above the box of b (the boxes pad the text by about 3 points)
         ax.annotate("", xy=(0, 4), xycoords=OffsetFrom(boxes[b], (0.5, 1.0), "points"), xytext=(0, -4),
-                    textcoords=OffsetFrom(boxes[a], (0.5, 0.0), "points"), zorder=2,
-                    gid=f"edge:{{a}}->{{b}}:{{'highlight' if lit else 'plain'}}",
-                    arrowprops=dict(arrowstyle="-|>", color="#d32f2f" if lit else "#9e9e9e",
-                                    linewidth=2.2 if lit else 1.0, shrinkA=0, shrinkB=0))
+                    textcoords=OffsetFrom(boxes[a], (0.5, 0.0), "points"), zorder=2, gid=gid,
+                    arrowprops=dict(shrinkA=0, shrinkB=0, **look))
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.text(width / 2, height - 0.12, title, ha="center", va="top", fontsize=10)
     if legend:
         ax.legend(handles=[Patch(facecolor=_TUTOR_COLOURS[key][0], edgecolor=_TUTOR_COLOURS[key][1], label=label)
-                           for key, label in legend], loc="lower left", fontsize=8, frameon=False)
-    fig.tight_layout()
+                           for key, label in legend], loc="lower right", ncol=3, fontsize=8, frameon=False)
     return fig
 
 
@@ -482,19 +569,22 @@ def _tutor_node(name):
     return None, None
 
 
+_TUTOR_WHOLE_TITLE = "The forward pass: down the left half, then down the right half"
+
+
 def show_graph(name=None):
-    """Draw the forward pass: one box per variable (parameters in square orange boxes, the data Xb dashed), an arrow
-    from each variable to every line that uses it. With a name (as for hint: "counts", "dcounts", "ex2", ...), that
+    """Draw the forward pass, in two halves side by side so that it fits the screen: one box per variable
+    (parameters in square orange boxes, the data Xb dashed), an arrow from each variable to every line that uses it. With a name (as for hint: "counts", "dcounts", "ex2", ...), that
     variable and the variables made from it are highlighted, with the arrows between them. Returns the matplotlib
     Figure: a cell that ends with show_graph(...) displays it."""
     kinds = [("computed", "computed"), ("parameter", "parameter"), ("data", "data")]
     if name is None:
-        return _tutor_draw({{}}, title="The forward pass, top to bottom", legend=kinds)
+        return _tutor_draw({{}}, title=_TUTOR_WHOLE_TITLE, legend=kinds)
     try:
         var, gid = _tutor_node(name)
         if var is None:
             _tutor_unknown(name, "show_graph")
-            return _tutor_draw({{}}, title="The forward pass, top to bottom", legend=kinds)
+            return _tutor_draw({{}}, title=_TUTOR_WHOLE_TITLE, legend=kinds)
         unit = _TUTOR["units"].get(gid, {{}})
         if unit.get("exercise") == 4:
             return _tutor_draw({{}}, title="Exercise 4: the whole backward pass", legend=kinds)
@@ -554,4 +644,4 @@ def notebook_code(*, with_hints: bool = True) -> str:
     same text."""
     data = _literal(tutor_data(with_hints=with_hints))
     body = _HEADER + (_HINTS_ON if with_hints else _HINTS_OFF) + _GRAPH
-    return body.format(data=data).rstrip("\n") + "\n"
+    return body.format(data=data, font=FONT_POINTS).rstrip("\n") + "\n"

@@ -132,13 +132,23 @@ print("vocabulary:", vocab_size, "| train", tuple(Xtr.shape), "| val", tuple(Xde
 # %% [markdown] nbgrader={"grade": false, "grade_id": "helpers_md", "locked": true, "schema_version": 3, "solution": false}
 # ## Three helpers
 #
-# `check("probs")` compares your `dprobs` with autograd's `probs.grad`, prints one line, and stops with a one-line
-# message if they disagree (nbgrader's Validate button stops on the same messages). The message names the likely
-# mistake the way the grader does: a shape problem (a dropped `keepdim`, a transpose, a broadcast not summed), a sign,
-# a factor such as $n$ or $\frac{n}{n-1}$, a missing branch of a variable used twice, or where the values are off.
-# `approximate: True` is what counts; `exact` only says whether every bit agrees. If your answer *is* autograd's (`probs.grad`, or a view of it),
-# `check` says so: the point is to derive it by hand. `progress()` prints where you stand on every gradient and never
-# stops anything.
+# `check("probs")` grades your `dprobs` as the grader will and prints one line. It compares it with autograd's
+# `probs.grad` on this batch, then re-runs the cell that set `dprobs` on fresh batches (one of another size) and on
+# a float64 batch, as the grader does: a literal 32 where `n` belongs, a left-out `1e-5` or numbers copied from this
+# batch show here, not only in your points. (It knows that cell because the notebook notes every cell you run: run
+# your answer cell, then its check.) If the grader would not give full points, `check` stops with a one-line message
+# (nbgrader's Validate button stops on the same ones) naming the likely mistake the way the grader does: a shape
+# problem (a dropped `keepdim`, a transpose, a broadcast not summed), a sign, a factor such as $n$ or
+# $\frac{n}{n-1}$, a missing branch of a variable used twice, or where the values are off. It also says when your
+# cell raised, when the answer was computed before you last re-ran the forward pass (and which cells to re-run), and
+# when only an earlier gradient this one builds on is off. `approximate: True` is what counts; `exact` only says
+# whether every bit agrees. If your answer comes from autograd (`probs.grad`, a view or a copy of it), `check` says
+# so: the point is to derive it by hand. An answer that is right only because a gradient it leaves out happens to be
+# 0 on this batch passes with a note, as it does with the grader.
+#
+# Exercises 2 and 3 have checks of their own, `check("ex2")` and `check("ex3")`: each grades the answer written in its
+# exercise's cell, never the `dlogits` or `dhprebn` left over from Exercise 1. `progress()` prints where you stand on
+# every gradient and never stops anything.
 #
 # `finite_difference(f, x)` estimates the gradient of a scalar function numerically, by nudging each entry of `x` up
 # and down a little: $\frac{f(x+\epsilon) - f(x-\epsilon)}{2\epsilon}$. Use it on a tiny example whenever you are
@@ -330,6 +340,9 @@ def _answer_cells(name, exercise=None):
 # drawn with a generator of their own, the grader's forward pass (_model, from the diagnoses cell) and autograd's
 # gradients as the reference. The gradients your answer may use are autograd's, so only this answer is tested.
 FRESH_BATCHES = ((1, 17), (2, 32))  # (seed, batch size)
+# The grader's stress replay, made by the grader's own code (_model.stress_parameters): a batchnorm column of tiny
+# variance, tied and large logits, all in float64, judged within ATOL_FLOAT64. An epsilon left out shows only there.
+STRESS_REPLAY = (404, 32)  # (seed, batch size), as the grader's example (its seed changes with every grading)
 _QUIET = ("check", "progress", "hint", "show_graph", "draw_progress", "check_backward", "display")
 _replay_cache = {}
 
@@ -350,9 +363,20 @@ def _fresh_batch(seed, size):
 
 def _fresh_batches():
     if _forward_pass_count not in _replay_cache:  # drawn once per forward pass: a check stays quick
-        _replay_cache.clear()
+        for key in [k for k in _replay_cache if k != "stress"]:
+            del _replay_cache[key]
         _replay_cache[_forward_pass_count] = [_fresh_batch(seed, size) for seed, size in FRESH_BATCHES]
     return _replay_cache[_forward_pass_count]
+
+
+def _stress_batch():
+    """(values, grads) of the stress replay: the tensors your cell sees (float64) and autograd's gradients."""
+    if "stress" not in _replay_cache:  # it depends on the training set only
+        seed, size = STRESS_REPLAY
+        values, _ = _model.replay_values(Xtr, Ytr, seed, size, n_hidden=W1.shape[1], variant=_model.STRESS64)
+        params = [values[p] for p in _model.PARAMETER_NAMES]
+        _replay_cache["stress"] = values, _model.reference_gradients(params, values["Xb"], values["Yb"])
+    return _replay_cache["stress"]
 
 
 def _given(name, exercise):
@@ -366,11 +390,13 @@ def _given(name, exercise):
 
 
 def _rerun(cells, name, values, grads, given):
-    """d<name> from your cells run on `values`, in a scratch namespace (the notebook's own is left alone)."""
+    """d<name> from your cells run on `values`, in a scratch namespace (the notebook's own is left alone). The
+    gradients it may use come in the values' dtype (float64 on the stress replay), as the grader sends them."""
     graded = set(EX1_VARIABLES)
     scratch = {k: v for k, v in globals().items() if not (k.startswith("d") and k[1:] in graded)}
     scratch.update({k: v.detach().clone() for k, v in values.items()})
-    scratch.update({"d" + v: grads[v].detach().float().clone() for v in given})
+    dtype = values["W1"].dtype
+    scratch.update({"d" + v: grads[v].detach().to(dtype).clone() for v in given})
     scratch.update({helper: _does_nothing for helper in _QUIET})
     n_rows = values["Xb"].shape[0]
     scratch.update(n=n_rows, batch_size=n_rows)
@@ -380,16 +406,51 @@ def _rerun(cells, name, values, grads, given):
     return scratch.get("d" + name)
 
 
-def _right(answer, name, grads):
-    """The grader's rule on one batch: a float tensor of the right shape within ATOL times the largest gradient
-    involved (this one and those of the lines that use it)."""
+def _batch_scale(name, grads):
+    """The tolerance's scale on one batch: the largest gradient involved (this one and those of its lines)."""
+    consumers = _DIAGNOSTICS.get(name, {}).get("consumers", [])
+    return max([grads[name].abs().max().item()] + [grads[c].abs().max().item() for c in consumers if c in grads]
+               + ([1.0] if "loss" in consumers else []))
+
+
+def _right(answer, name, grads, in_float64=False):
+    """The grader's rule on one batch: a float tensor of the right shape within ATOL times the scale; on the float64
+    stress replay within ATOL_FLOAT64 times it, unless the answer holds float32 numbers only (computed in float32,
+    it can only be as exact as float32), as compare.py judges it."""
     reference = grads[name]
     if not isinstance(answer, torch.Tensor) or answer.shape != reference.shape or not answer.is_floating_point():
         return False
-    uses = [c for c in _DIAGNOSTICS.get(name, {}).get("consumers", []) if c in grads]
-    scale = max([reference.abs().max().item()] + [grads[c].abs().max().item() for c in uses]
-                + ([1.0] if "loss" in _DIAGNOSTICS.get(name, {}).get("consumers", []) else []))
-    return bool(((answer.detach().double() - reference).abs() <= ATOL * scale).all())
+    mine = answer.detach().double()
+    atol = ATOL_FLOAT64 if in_float64 and not _float32_numbers(mine.numpy()) else ATOL
+    return bool(((mine - reference).abs() <= atol * _batch_scale(name, grads)).all())
+
+
+def _stress_problem(cells, name, exercise):
+    """None if your cells give the right d<name> on the stress replay, else what goes wrong there, as a sentence:
+    the grader's "nearly right" (its ordinary replays pass by now)."""
+    values, grads = _stress_batch()
+    try:
+        answer = _rerun(cells, name, values, grads, _given(name, exercise))
+    except Exception as err:
+        return f"is right on fresh batches but raised {_one_line(err)} on {STRESS_WORDS}"
+    if _right(answer, name, grads, in_float64=True):
+        return None
+    where = ("far off in the batchnorm column of tiny variance and close elsewhere, as when the epsilon of "
+             "bnvar + eps is missing from the derivative" if _only_tiny_column(answer, name, grads)
+             else "by far more than float64 rounding: look for a constant slightly off (an epsilon left out, a "
+                  "small term added) or float32 forced mid-way (.float())")
+    return f"is nearly right, but wrong on {STRESS_WORDS}: {where}"
+
+
+def _only_tiny_column(answer, name, grads):
+    """Whether the answer is off (at float32's tolerance, as compare.py looks) only in the batchnorm column of tiny
+    variance: where an epsilon left out shows."""
+    reference, column = grads[name], _model.TINY_VARIANCE_COLUMN
+    if not isinstance(answer, torch.Tensor) or answer.shape != reference.shape or reference.ndim == 0 \
+            or reference.shape[-1] != W1.shape[1]:
+        return False
+    off = (answer.detach().double() - reference).abs() > ATOL * _batch_scale(name, grads)
+    return bool(off[..., column].any() and not off[..., :column].any() and not off[..., column + 1:].any())
 
 
 def _fresh_problem(cells, name, exercise=None):
@@ -407,7 +468,7 @@ def _fresh_problem(cells, name, exercise=None):
         except Exception as err:
             outcome[size] = _one_line(err)
     if all(result is True for result in outcome.values()):
-        return None
+        return _stress_problem(cells, name, exercise)
     if outcome[32] is True:
         return ("is right when the batch has 32 examples but wrong on a fresh batch of 17: it looks like a literal "
                 "32 where the batch size n belongs")
@@ -416,6 +477,60 @@ def _fresh_problem(cells, name, exercise=None):
         return f"raised {error} when re-run on a fresh batch"
     return ("is right on this batch but wrong on fresh ones: compute it from the variables (the grader re-runs "
             "your cell on other batches)")
+
+
+# The grader's rule probe (_probe, from the diagnoses cell): a right answer is re-run once more on this batch, with
+# random gradients in place of those of the lines that use <name>. It follows its rule if it then gives the sum of
+# its branches (autograd's share through each line); if it gives another combination of them, it was right only
+# because a gradient it leaves out is exactly 0 here. The grader keeps the points and adds a note: so does check().
+def _luck_note(cells, name):
+    """Why your d<name> is right only by luck, as the grader's probe says it, or None."""
+    consumers = _DIAGNOSTICS.get(name, {}).get("consumers", [])
+    if not cells or not consumers or "loss" in consumers:
+        return None  # dlogprobs's only line is the loss: no gradient to replace
+    values, _ = _current_batch()
+    params = [values[p].double() for p in _model.PARAMETER_NAMES]
+    reference = _model.reference_gradients(params, values["Xb"], values["Yb"])
+    generator = torch.Generator().manual_seed(_probe.PROBE_SEED + EX1_VARIABLES.index(name))
+    size = _batch_scale(name, reference)
+    random = {c: (torch.randn(reference[c].shape, generator=generator, dtype=torch.float64) * size).float().double()
+              for c in consumers}  # float32 numbers, as the grader sends them
+    given = _given(name, None)
+    try:
+        on_true = _rerun(cells, name, values, reference, given)
+        on_probe = _rerun(cells, name, values, {**reference, **random}, given)
+    except Exception:  # no answer under the probe: no evidence, nothing to say
+        return None
+    if not all(isinstance(a, torch.Tensor) for a in (on_true, on_probe)):
+        return None
+    shares = {c: share.numpy() for c, share in _local_shares(name, params, values, random).items()}
+    expected = sum(shares.values())
+    scale = max([abs(expected).max()] + [r.abs().max().item() for r in random.values()])
+    return _probe.luck_of(name, shares, on_probe.detach().double().numpy(), on_true.detach().double().numpy(),
+                          scale, size)
+
+
+def _local_shares(name, params, values, upstream):
+    """consumer -> autograd's share of d<name> through that line alone, on `upstream`, in float64. autograd.grad(c,
+    x) sums every path from x to c; a path whose first line is another use of x (logits -> logit_maxes ->
+    norm_logits) is taken back out with that line's own share."""
+    leaves = [p.clone().requires_grad_() for p in params]
+    with torch.enable_grad():
+        v = _model.forward(leaves, values["Xb"], values["Yb"])
+    v.update(zip(_model.PARAMETER_NAMES, leaves))
+    consumers = sorted(upstream, key=_model.INTERMEDIATES.index)  # in the forward pass's order
+
+    def local(c, u):
+        # the gradient of the scalar (c * u).sum() is the same product; handing torch `u` itself as the upstream
+        # would make its first call import sympy (about half a second)
+        total = torch.autograd.grad((v[c] * u).sum(), v[name], retain_graph=True)[0]
+        for earlier in consumers[:consumers.index(c)]:
+            through = torch.autograd.grad((v[c] * u).sum(), v[earlier], retain_graph=True, allow_unused=True)[0]
+            if through is not None:
+                total = total - local(earlier, through)
+        return total
+
+    return {c: local(c, upstream[c]).detach() for c in upstream}
 
 
 _exact_explained = False
@@ -602,7 +717,15 @@ def _verdict(name, exercise):
                       f"NotImplementedError()`), run that cell, then run this one again."), False
     if status == "done":
         fresh = _fresh_problem(cells, name, exercise) if cells else None
-        return line, (f"d{name} {fresh}." if fresh else None), fresh is None
+        if fresh:
+            return line, f"d{name} {fresh}.", False
+        try:
+            note = None if exercise else _luck_note(cells, name)
+        except Exception:  # a note is a bonus: it must never stop a right answer's check
+            note = None
+        if note:  # the grader's default policy keeps the points, with the note: a note here too, not a failure
+            line += f"\nnote: d{name} is right here only by luck: {note}. The grader keeps the points, with this note."
+        return line, None, True
     stale = None if exercise else _stale_from(cells)
     if stale:
         return line, (f"d{name} was computed from an earlier forward pass: re-run the cells from d{stale}'s "
@@ -1355,7 +1478,8 @@ progress()
 # $i \ne y$ separately. Then remember that the batch loss is the *mean* of the rows.
 #
 # Write `dlogits`, shape `(n, 27)` like `logits`, in one or two lines, from `logits` and `Yb` alone. (`F.softmax` is
-# allowed; `F.cross_entropy` is not what we are asking for.)
+# allowed; `F.cross_entropy` is not what we are asking for.) Its check, `check("ex2")`, grades this cell's answer
+# alone: the `dlogits` of Exercise 1 does not count, and this cell is re-run with none of Exercise 1's gradients.
 #
 # Stuck? `hint("ex2")`
 
@@ -1420,7 +1544,9 @@ if not UNDER_NBGRADER:  # the picture is for you; the grader has no screen
 # -\frac{2}{n-1}\sum_i (x_i-\mu)$ and the deviations from the mean sum to zero. Then collect the terms, and watch the
 # $n$ versus $n-1$: the mean divides by $n$, the variance by $n-1$.
 #
-# You may use `bngain`, `bnvar_inv`, `bnraw`, `dhpreact` and `n`. Not `F.batch_norm`.
+# You may use `bngain`, `bnvar_inv`, `bnraw`, `dhpreact` and `n`. Not `F.batch_norm`. Its check, `check("ex3")`,
+# grades this cell's answer alone: the `dhprebn` of Exercise 1 does not count, and of Exercise 1's gradients this
+# cell is re-run with `dhpreact` only.
 #
 # Stuck? `hint("ex3")`
 

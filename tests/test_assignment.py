@@ -157,8 +157,9 @@ def _validate(notebook: nbformat.NotebookNode, folder, monkeypatch, names_file) 
 
 
 def _failed_ids(failed, release) -> list[str]:
-    """The grade_ids of the failed test cells. Validate names a cell by its source only, and some test cells are
-    alike (check("logits") is Exercise 1's and Exercise 2's), so match them in notebook order."""
+    """The grade_ids of the failed test cells. Validate names a cell by its source only, so match them in notebook
+    order (every test cell is different today: Exercise 2's and 3's call check("ex2") and check("ex3"), not
+    Exercise 1's check("logits") and check("hprebn"); the order keeps the match right if two are ever alike)."""
     tests = [(c.source.strip(), _grade_id(c)) for c in release.cells if c.metadata.get("nbgrader", {}).get("grade")]
     ids, index = [], 0
     for cell in failed:

@@ -5,7 +5,9 @@ real Jupyter kernel, because what a student sees there (the error output, whethe
 """
 from __future__ import annotations
 
+import inspect
 import sys
+import textwrap
 import urllib.request
 
 import jupytext
@@ -16,7 +18,8 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from backprop_ninja import assign, notebook_diagnoses
+from backprop_ninja import assign, notebook_diagnoses, units
+from backprop_ninja.grade import compare, probe
 
 matplotlib.use("Agg")
 
@@ -398,3 +401,63 @@ def test_time_magics_are_re_run_as_the_statement_they_time(session):
     assert session("%time dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n")[0] is None
     error, out = session('check("logprobs")')
     assert error is None and "approximate: True" in out and "not re-run" not in out
+
+
+# --- the grader's float64 stress replay and its rule probe, in check() -------------------------------------------
+
+EX1_UNTIL_BNVAR_INV = EX1_UNTIL_HPREACT + ("bngain", "bnbias", "bnraw", "bnvar_inv")
+
+
+def test_a_missing_epsilon_fails_on_the_stress_replay(session):
+    _answer(session, *EX1_UNTIL_BNVAR_INV)
+    assert session("dbnvar = -0.5 * bnvar**-1.5 * dbnvar_inv")[0] is None  # `+ 1e-5` left out
+    error, out = session('check("bnvar")')
+    assert "approximate: True" in out  # within float32's tolerance on this batch and on fresh ones
+    assert error.startswith("CheckFailed: dbnvar is nearly right, but wrong on the stress replay"), error
+    assert "column of tiny variance" in error and "epsilon" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("answer", ["-0.5 * (bnvar + 1e-5)**-1.5 * dbnvar_inv",
+                                    "(-0.5 * (bnvar + 1e-5)**-1.5 * dbnvar_inv).float()"])
+def test_a_right_dbnvar_passes_the_stress_replay_also_in_float32(session, answer):
+    """Run in float64 there, it is held to float64's tolerance; forced to float32, to float32's (as compare.py)."""
+    _answer(session, *EX1_UNTIL_BNVAR_INV)
+    assert session(f"dbnvar = {answer}")[0] is None
+    error, out = session('check("bnvar")')
+    assert error is None, error
+    assert "approximate: True" in out and "by luck" not in out
+
+
+@pytest.mark.parametrize("variable, answer, words", [
+    ("logits", "dlogits = dnorm_logits.clone()", "the branch through logit_maxes is missing"),
+    ("logit_maxes", "dlogit_maxes = torch.zeros_like(logit_maxes)", "dlogit_maxes is written as zeros instead of following its rule"),
+])
+def test_a_right_by_luck_answer_gets_the_graders_note_not_a_failure(session, variable, answer, words):
+    earlier = EX1_UNTIL_HPREACT[:EX1_UNTIL_HPREACT.index(variable)]
+    _answer(session, *earlier)
+    assert session(answer)[0] is None
+    error, out = session(f'check("{variable}")')
+    assert error is None, error  # the grader's default policy keeps the points: a note, not a failure
+    (note,) = [line for line in out.splitlines() if line.startswith("note:")]
+    assert note.startswith(f"note: d{variable} is right here only by luck: {words}; it only works because "
+                           f"dlogit_maxes is exactly 0 here: softmax ignores a shift"), note
+
+
+def test_right_answers_get_neither_the_stress_failure_nor_the_luck_note(session):
+    for variable in EX1_VARIABLES:
+        assert session(SOLUTIONS[f"ex1_{variable}"])[0] is None
+        error, out = session(f'check("{variable}")')
+        assert error is None, (variable, error)
+        assert "approximate: True" in out and "by luck" not in out, (variable, out)
+
+
+EX1_VARIABLES = [u.var for u in units.EXERCISE_1]
+
+
+def test_the_probe_in_the_notebook_is_the_graders_code():
+    namespace = _run({}, "imports", "helpers", notebook_diagnoses.CELL)
+    for name in probe.NOTEBOOK_CODE:  # each function as it is, one level in (inside _ninja_probe)
+        assert textwrap.indent(inspect.getsource(getattr(probe, name)), "    ") in CELLS[notebook_diagnoses.CELL]
+        assert callable(getattr(namespace["_probe"], name))
+    assert namespace["ATOL_FLOAT64"] == compare.ATOL_FLOAT64
+    assert namespace["_probe"].ZERO_BECAUSE == probe.ZERO_BECAUSE

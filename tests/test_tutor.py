@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import sys
 
@@ -10,10 +11,12 @@ import pytest
 
 matplotlib.use("Agg")
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from backprop_ninja.assign import solution_cells  # noqa: E402
-from backprop_ninja.tutor import LOSS_LINE, notebook_code, tutor_data  # noqa: E402
+from backprop_ninja.tutor import BOX_HALF_HEIGHT, LOSS_LINE, graph, notebook_code, tutor_data  # noqa: E402
 from backprop_ninja.units import EXERCISE_1, UNITS  # noqa: E402
 
 ALLOWED_IMPORTS = {"torch", "matplotlib", "os", "json", "pathlib"} | set(sys.stdlib_module_names)
@@ -261,11 +264,17 @@ def test_without_hints_no_hint_text_is_in_the_cell(capsys, tmp_path, monkeypatch
 
 
 def graph_parts(fig):
+    """(the node labels, the arrows): an arrow within a half is an annotation, one between halves a patch."""
     (ax,) = fig.axes
-    fig.canvas.draw()  # the arrows are placed at draw time: this must work
-    labels = [t for t in ax.texts if t.get_text()]
-    edges = [t for t in ax.texts if (t.get_gid() or "").startswith("edge:")]
+    FigureCanvasAgg(fig).draw()  # the arrows are placed at draw time: this must work (a closed figure has no canvas)
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith("node:")]
+    edges = [a for a in ax.get_children() if (a.get_gid() or "").startswith("edge:")]
     return labels, edges
+
+
+def edge_ends(edge) -> tuple[str, str]:
+    a, b = edge.get_gid().split(":")[1].split("->")
+    return a, b
 
 
 def test_show_graph_draws_every_variable_once_with_an_arrow_per_consumer(tutor):
@@ -278,10 +287,13 @@ def test_show_graph_draws_every_variable_once_with_an_arrow_per_consumer(tutor):
     assert len(edges) == len(expected)
     params = {t.get_text(): t.get_bbox_patch().get_facecolor() for t in labels}
     assert params["W1"] != params["counts"]  # parameters are drawn differently
-    # the layout is layered: each arrow goes down at least one row
+    # the layout is layered: within a half each arrow goes down at least one row; between the halves it goes from
+    # the first half's left column to the second's right one
+    xs = {t.get_text(): t.get_position()[0] for t in labels}
     ys = {t.get_text(): t.get_position()[1] for t in labels}
-    assert all(ys[e.get_gid().split(":")[1].split("->")[0]] > ys[e.get_gid().split(":")[1].split("->")[1]]
-               for e in edges)
+    across = [edge_ends(e) for e in edges if isinstance(e, FancyArrowPatch)]
+    assert across and all(xs[a] < xs[b] for a, b in across)
+    assert all(ys[a] > ys[b] for a, b in map(edge_ends, edges) if (a, b) not in across)
     positions = [t.get_position() for t in labels]
     assert len(set(positions)) == len(positions)
 
@@ -318,6 +330,77 @@ def test_draw_progress_colours_by_status(tutor, capsys):
     assert "expects a dict" in capsys.readouterr().out
 
 
+SCREEN = (900, 600)  # what a laptop shows of a notebook's output without scrolling, in pixels
+NOTEBOOK_DPI = 100  # matplotlib's figure.dpi, which Jupyter's inline backend uses
+PICTURES = [("show_graph", None), ("draw_progress", {"counts": "done", "dprobs": "wrong"})] + [
+    ("show_graph", name) for name in [u.var for u in EXERCISE_1] + ["ex2", "ex3", "ex4"]]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's header."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def draw(tutor, function, argument):
+    return tutor[function]() if argument is None else tutor[function](argument)
+
+
+@pytest.mark.parametrize("function, argument", PICTURES, ids=lambda p: p if isinstance(p, str) else "")
+def test_every_picture_fits_a_laptop_screen_with_every_node_in_view(tutor, function, argument):
+    import io
+
+    fig = draw(tutor, function, argument)
+    fig.set_dpi(NOTEBOOK_DPI)
+    labels, _ = graph_parts(fig)
+    width, height = fig.get_size_inches() * NOTEBOOK_DPI
+    assert width <= SCREEN[0] and height <= SCREEN[1]
+    renderer = fig.canvas.get_renderer()
+    for label in labels:  # the chosen variable among them: nothing is cut off or outside the picture
+        box = label.get_bbox_patch().get_window_extent(renderer)
+        assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height, label.get_text()
+    if argument not in (None, "ex4") and function == "show_graph":
+        assert any(label.get_gid().endswith(":chosen") for label in labels)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=NOTEBOOK_DPI, bbox_inches="tight")  # as the inline backend does
+    shown = png_size(buffer.getvalue())
+    assert shown[0] <= SCREEN[0] and shown[1] <= SCREEN[1], shown
+    assert shown[0] >= 0.5 * SCREEN[0], "not shrunk out of reading size"
+
+
+def test_the_nodes_are_readable_and_do_not_overlap(tutor):
+    fig = tutor["show_graph"]("counts_sum_inv")
+    labels, _ = graph_parts(fig)
+    renderer = fig.canvas.get_renderer()
+    assert min(label.get_fontsize() for label in labels) >= 9
+    boxes = [(label.get_text(), label.get_bbox_patch().get_window_extent(renderer)) for label in labels]
+    for i, (name, box) in enumerate(boxes):
+        for other, second in boxes[i + 1:]:
+            assert not box.overlaps(second), (name, other)
+
+
+def test_an_arrow_between_the_halves_goes_around_every_node(tutor):
+    layout = graph()
+    assert layout["routes"], "the pass is cut in two halves, joined by at least one arrow"
+    fig = tutor["show_graph"]()
+    labels, _ = graph_parts(fig)
+    renderer = fig.canvas.get_renderer()
+    to_inches = fig.dpi_scale_trans.inverted()
+    boxes = {label.get_text(): label.get_bbox_patch().get_window_extent(renderer).transformed(to_inches)
+             for label in labels}
+    for edge, route in layout["routes"].items():
+        a, b = edge.split("->")
+        assert abs(route[0][1] - (boxes[a].y0 + boxes[a].y1) / 2) == pytest.approx(BOX_HALF_HEIGHT, abs=0.03)
+        for start, end in zip(route, route[1:]):
+            assert start[0] == end[0] or start[1] == end[1], "square corners"
+            for name, box in boxes.items():
+                if (name == a and start == route[0]) or (name == b and end == route[-1]):
+                    continue  # where it leaves a and enters b
+                left, right = sorted((start[0], end[0]))
+                low, high = sorted((start[1], end[1]))
+                assert right < box.x0 or left > box.x1 or high < box.y0 or low > box.y1, (edge, name, start, end)
+
+
 def test_the_pictures_show_once_as_images_in_a_fresh_kernel():
     """Before any other plot: a bare matplotlib Figure would show only as its text repr in Jupyter."""
     import nbformat
@@ -332,3 +415,5 @@ def test_the_pictures_show_once_as_images_in_a_fresh_kernel():
     for cell in nb.cells[1:]:
         images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
         assert len(images) == 1, [(out.output_type, list(out.get("data", {}))) for out in cell.outputs]
+        width, height = png_size(base64.b64decode(images[0]["data"]["image/png"]))
+        assert width <= SCREEN[0] and height <= SCREEN[1], (width, height)

@@ -40,8 +40,6 @@ PROBE_SEED = 9003  # fixed: a unit's probe is the same in every grading, so a ve
 # ties and extreme values that stress replays are built to have (a tie would make the argmax branch ambiguous).
 PROBE_REPLAY = 0
 
-_BY_VAR = {u.var: u for u in units.EXERCISE_1}
-
 
 def probed(unit: units.Unit) -> bool:
     """Exercise 1 units with a consumer whose gradient can be replaced. dlogprobs's only consumer is the loss,
@@ -111,56 +109,81 @@ def luck(probe: Probe, on_probe: np.ndarray | None, on_true: np.ndarray, true_sc
     on_probe: the answer with the random upstreams (None when the probe gave no answer: then there is no evidence
     and nothing is said); on_true: the answer on the same replay with the true upstreams; true_scale: that
     replay's tolerance scale for the unit."""
-    if on_probe is None or on_probe.shape != probe.expected.shape or not np.isfinite(on_probe).all():
-        return None
-    if _close(on_probe, probe.expected, probe.scale):
-        return None
-    wrote_zeros = not np.any(on_true)
-    if _close(on_probe, on_true, true_scale) and not wrote_zeros:
-        return None  # it does not read the upstream: a formula from further up (Exercise 2's, say) is right
-    signs = wrong_combination(probe, on_probe)
-    if signs is None:
-        return None  # not built from the shares alone: it reads something the probe did not vary
-    return explain(probe, signs, wrote_zeros)
+    return luck_of(probe.unit.var, probe.shares, on_probe, on_true, probe.scale, true_scale)
 
 
 def wrong_combination(probe: Probe, answer: np.ndarray) -> dict[str, int] | None:
     """The signs (+1, 0 for left out, -1) that make `answer` a combination of the probe's shares other than their
-    plain sum, or None. A unit has one or two consumers: at most 9 combinations to try."""
-    consumers = list(probe.shares)
-    for signs in itertools.product((1, 0, -1), repeat=len(consumers)):
-        if all(sign == 1 for sign in signs):
-            continue  # the plain sum is the rule itself
-        combination = sum((sign * probe.shares[c] for c, sign in zip(consumers, signs) if sign),
-                          np.zeros_like(probe.expected))
-        if _close(answer, combination, probe.scale):
-            return dict(zip(consumers, signs))
-    return None
+    plain sum, or None."""
+    return combination_of(probe.shares, answer, probe.scale)
 
 
 def explain(probe: Probe, signs: dict[str, int], wrote_zeros: bool) -> str:
     """One line from the table: which rule is not followed, and why the value matched all the same."""
-    unit, name = probe.unit, probe.unit.answer
+    return explain_luck(probe.unit.var, signs, wrote_zeros)
+
+
+# The rule itself, on numpy arrays and the table's ZERO_BECAUSE alone: the notebook's check runs these very
+# functions (notebook_diagnoses inlines them, NOTEBOOK_CODE) on shares from its own autograd, so both call the
+# same answers lucky.
+ZERO_BECAUSE = {u.var: u.zero_because for u in units.EXERCISE_1 if u.zero_because}
+NOTEBOOK_CODE = ("luck_of", "combination_of", "explain_luck", "_zero_because", "_only_because", "_close")
+
+
+def luck_of(var: str, shares: dict[str, np.ndarray], on_probe: np.ndarray | None, on_true: np.ndarray,
+            scale: float, true_scale: float) -> str | None:
+    """luck() for d<var>, given each consumer's share on the random upstreams and the tolerance scales of the probe
+    (`scale`) and of the true run (`true_scale`)."""
+    expected = sum(shares.values())
+    if on_probe is None or on_probe.shape != expected.shape or not np.isfinite(on_probe).all():
+        return None
+    if _close(on_probe, expected, scale):
+        return None
+    wrote_zeros = not np.any(on_true)
+    if _close(on_probe, on_true, true_scale) and not wrote_zeros:
+        return None  # it does not read the upstream: a formula from further up (Exercise 2's, say) is right
+    signs = combination_of(shares, on_probe, scale)
+    if signs is None:
+        return None  # not built from the shares alone: it reads something the probe did not vary
+    return explain_luck(var, signs, wrote_zeros)
+
+
+def combination_of(shares: dict[str, np.ndarray], answer: np.ndarray, scale: float) -> dict[str, int] | None:
+    """The signs (+1, 0 for left out, -1) that make `answer` a combination of `shares` other than their plain sum,
+    or None. A unit has one or two consumers: at most 9 combinations to try."""
+    consumers = list(shares)
+    zeros = np.zeros_like(sum(shares.values()))
+    for signs in itertools.product((1, 0, -1), repeat=len(consumers)):
+        if all(sign == 1 for sign in signs):
+            continue  # the plain sum is the rule itself
+        combination = sum((sign * shares[c] for c, sign in zip(consumers, signs) if sign), zeros)
+        if _close(answer, combination, scale):
+            return dict(zip(consumers, signs))
+    return None
+
+
+def explain_luck(var: str, signs: dict[str, int], wrote_zeros: bool) -> str:
+    """One line from the table: which rule d<var> does not follow, and why the value matched all the same."""
+    name = "d" + var
     if wrote_zeros:
-        return f"{name} is written as zeros instead of following its rule; {_only_because(unit.var)}"
-    if unit.zero_because and all(sign == -1 for sign in signs.values()):
-        return f"the sign of {name} is flipped; {_only_because(unit.var)}"
+        return f"{name} is written as zeros instead of following its rule; {_only_because(var)}"
+    if _zero_because(var) and all(sign == -1 for sign in signs.values()):
+        return f"the sign of {name} is flipped; {_only_because(var)}"
     for consumer, sign in signs.items():
         if sign == 1 or not _zero_because(consumer):
             continue
         if sign == 0:
             return f"the branch through {consumer} is missing; {_only_because(consumer)}"
         return f"the branch through {consumer} has its sign flipped; {_only_because(consumer)}"
-    upstream = ", ".join(probe.upstream)
+    upstream = ", ".join("d" + c for c in signs)
     line = (f"{name} matches here, but it does not follow the local rule: with other values of {upstream} it "
             f"does not give the sum of its branches")
-    zero = next((v for v in (unit.var, *unit.consumers) if _zero_because(v)), None)
+    zero = next((v for v in (var, *signs) if _zero_because(v)), None)
     return f"{line}; {_only_because(zero)}" if zero else line
 
 
 def _zero_because(var: str) -> str:
-    unit = _BY_VAR.get(var)
-    return unit.zero_because if unit is not None else ""
+    return ZERO_BECAUSE.get(var, "")
 
 
 def _only_because(var: str) -> str:
