@@ -3,7 +3,7 @@
 The demo never writes a committed file: it does not run `backprop-ninja assign` (rebuilding the notebooks is the
 instructor's explicit step), and nbgrader, whose `generate_assignment` rewrites release/ and whose gradebook is
 needed by `autograde`, runs in a temporary copy of the course, removed afterwards. Only the repository's git-ignored
-out/ folder (or --out) is written.
+out/demo/ folder (or --out) is written.
 
 1. copy nbgrader_config.py and the committed source notebook into a temporary course root, and run
    `nbgrader generate_assignment` there (it fills that course's gradebook);
@@ -11,8 +11,8 @@ out/ folder (or --out) is written.
    each notebook before nbgrader's sandboxed kernel runs it, and each test cell gets its unit's verdict;
    docs/nbgrader.md), and print each student's points per unit from nbgrader's gradebook;
 3. grade the same folder with `backprop-ninja grade` (batch), write results.json per student, grades.csv and the
-   cohort report into out/, and check that both front ends gave the same points. The printed tables are also
-   saved as out/demo.txt.
+   cohort report into out/demo/, and check that both front ends gave the same points. The printed tables are also
+   saved as out/demo/demo.txt.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from pathlib import Path
 from backprop_ninja import units
 from backprop_ninja.assign import ASSIGNMENT, REPO, nbgrader_env, run_nbgrader
 
-DEFAULT_OUT = REPO / "out"  # git-ignored
+# git-ignored, and a folder of its own: an instructor's class grades in out/grades (the README's example) survive it
+DEFAULT_OUT = REPO / "out" / "demo"
 
 
 def copy_examples(root: Path) -> list[str]:

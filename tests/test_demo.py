@@ -14,6 +14,9 @@ from backprop_ninja.assign import REPO
 from folders import own_folder
 
 
+CLASS_GRADES = "student_id,total\nreal_student,31\n"
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", "-c", "user.name=demo-test", "-c", "user.email=demo@test", *args], cwd=cwd,
                           check=True, capture_output=True, text=True).stdout
@@ -43,6 +46,10 @@ def clone():
 @pytest.fixture(scope="module")
 def demo_run(clone, names_file):
     before = tracked_stamps(clone)
+    # a class graded as the README shows (`--out out/grades`) before the demo runs: it must survive the demo
+    class_grades = clone / "out" / "grades" / "grades.csv"
+    class_grades.parent.mkdir(parents=True)
+    class_grades.write_text(CLASS_GRADES)
     env = {**os.environ, "PYTHONPATH": str(clone), "BACKPROP_NINJA_NAMES": str(names_file),
            "BACKPROP_NINJA_STEPS": "200"}
     proc = subprocess.run([sys.executable, "-m", "backprop_ninja", "demo"], cwd=clone, env=env,
@@ -53,7 +60,14 @@ def demo_run(clone, names_file):
 def test_demo_runs_the_clones_code(demo_run, clone):
     proc, _ = demo_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"these tables: {clone / 'out' / 'demo.txt'}" in proc.stdout  # REPO was the clone, not this checkout
+    assert f"these tables: {clone / 'out' / 'demo' / 'demo.txt'}" in proc.stdout  # REPO was the clone, not this checkout
+
+
+def test_demo_writes_under_out_demo_only_and_a_class_grades_survive(demo_run, clone):
+    assert (clone / "out" / "grades" / "grades.csv").read_text() == CLASS_GRADES
+    assert sorted(p.name for p in (clone / "out").iterdir()) == ["demo", "grades"]
+    assert sorted(p.name for p in (clone / "out" / "grades").iterdir()) == ["grades.csv"]
+    assert (clone / "out" / "demo" / "grades" / "grades.csv").is_file()
 
 
 def test_demo_leaves_the_git_tree_clean(demo_run, clone):
@@ -74,7 +88,7 @@ def test_demo_prints_both_tables_and_that_they_agree(demo_run, clone):
     assert "nbgrader and backprop-ninja agree on every unit of every student: yes" in out
     for student in ("ada", "ben", "cleo"):
         assert out.count(f"\n{student} ") == 2
-    saved = (clone / "out" / "demo.txt").read_text()
+    saved = (clone / "out" / "demo" / "demo.txt").read_text()
     assert "agree on every unit of every student: yes" in saved and "ben " in saved
     for student in ("ada", "ben", "cleo"):
-        assert (clone / "out" / "grades" / student / "feedback.html").is_file()
+        assert (clone / "out" / "demo" / "grades" / student / "feedback.html").is_file()
