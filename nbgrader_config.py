@@ -10,9 +10,9 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     ClearOutput, DeduplicateIds, Execute, GetGrades, IncludeHeaderFooter, LimitOutput,
                                     LockCells, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
-from backprop_ninja.nbgrader_plugins import (ApplyEngineVerdicts, EngineVerdicts, RestoreReleaseMetadata,
-                                             SandboxedExecute, ScoreOnErrorsOnly, ShortTracebacks,
-                                             StudentOutputsAsText)
+from backprop_ninja.nbgrader_plugins import (ApplyEngineVerdicts, EngineVerdicts, RestoreHiddenTests,
+                                             RestoreReleaseMetadata, SandboxedExecute, ScoreOnErrorsOnly,
+                                             ShortTracebacks, StudentOutputsAsText)
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -53,7 +53,7 @@ c.Execute.shutdown_kernel = "immediate"
 # Student metadata is not read: every cell's nbgrader metadata (grade_id, points, flags) is rebuilt from the gradebook
 # before nbgrader's own steps, which stop with a KeyError on a duplicated or relabelled grade_id.
 c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreReleaseMetadata, DeduplicateIds, OverwriteKernelspec,
-                                      OverwriteCells, CheckCellMetadata]
+                                      RestoreHiddenTests, OverwriteCells, CheckCellMetadata]
 
 # Points come from the grader, not from the student's kernel: EngineVerdicts grades the notebook before the kernel
 # starts, SandboxedExecute runs the kernel in a sandbox (no network, no course folder, no gradebook) and survives a

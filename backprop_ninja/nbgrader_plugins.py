@@ -133,6 +133,31 @@ class RestoreReleaseMetadata(NbGraderPreprocessor):
         return cells
 
 
+class RestoreHiddenTests(NbGraderPreprocessor):
+    """In Autograde.sanitize_preprocessors, just before OverwriteCells: a locked cell that is exactly as the release
+    has it (the source with its hidden tests taken out, as generate_assignment took them out) gets its hidden tests
+    back here, silently. OverwriteCells then finds its checksum intact, so an honest submission logs no "Attribute
+    'checksum' ... has changed" (29 per student before, nbgrader #1961), and a locked cell the student did change
+    is still reported and restored by OverwriteCells, as before."""
+
+    def preprocess(self, nb, resources):
+        from nbgrader.preprocessors import ClearHiddenTests
+
+        where = resources["nbgrader"]
+        with Gradebook(where["db_url"]) as gradebook:
+            notebook = gradebook.find_notebook(where["notebook"], where["assignment"])
+            locked = {cell.name: cell.source for cell in notebook.source_cells if cell.locked}
+        hidden_tests = ClearHiddenTests(config=self.config)  # the course's delimiters
+        for cell in nb.cells:
+            source = locked.get(claimed_grade_id(cell))
+            if source is None or source == cell.source:
+                continue
+            released = nbformat.from_dict({"source": source})
+            if hidden_tests._remove_hidden_test_region(released) and released.source == cell.source:
+                cell.source = source
+        return nb, resources
+
+
 def claimed_grade_id(cell) -> str | None:
     nbgrader = cell.get("metadata", {}).get("nbgrader")
     grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None

@@ -130,6 +130,7 @@ class GradedCourse:
     standalone: dict[str, dict[str, float]]  # student -> grade_id -> the standalone grader's points
     validation: dict                         # nbgrader.validator.Validator().validate(solution source)
     no_bwrap_run: tuple[int, str]            # exit code and log of the autograde run that could not find bwrap
+    logs: dict[str, str]                     # the logs of the honest run ([a-d]*) and of the crafted one (x_t*)
 
 
 # ---- crafted submissions ----
@@ -322,14 +323,16 @@ def graded(course_dir, names_file, release, solutions, network_listener) -> Grad
     validation = start_python(VALIDATE_SCRIPT, str(notebook_at(root, "source")), env, root)
     started = [main_run, *other_runs, no_bwrap, standalone, validation]
     try:
-        finish(main_run)
+        logs = {"honest": finish(main_run)}
         feedback = start_nbgrader(root, env, "generate_feedback", ASSIGNMENT, "--force", "--student=[a-d]*")
         started.append(feedback)
         for run in [*other_runs, feedback]:
-            finish(run)
+            log = finish(run)
+            if run is other_runs[1]:
+                logs["crafted"] = log
         no_bwrap_log = "".join(no_bwrap.communicate())
         return GradedCourse(root, json_from(standalone, "the standalone grader"),
-                            json_from(validation, "the validator"), (no_bwrap.returncode, no_bwrap_log))
+                            json_from(validation, "the validator"), (no_bwrap.returncode, no_bwrap_log), logs)
     finally:
         stop(started)
 
@@ -615,3 +618,16 @@ def test_config_points_kernels_at_the_kits_data(monkeypatch, names_file):
     monkeypatch.delenv("BACKPROP_NINJA_NAMES", raising=False)
     load_course_config()
     assert os.environ["BACKPROP_NINJA_NAMES"] == str(REPO / "data" / "names.txt")
+
+
+def test_an_untouched_release_logs_no_checksum_warning_and_a_changed_locked_cell_still_does(graded):
+    """RestoreHiddenTests gives an untouched test cell its hidden tests back before OverwriteCells compares
+    checksums: the honest students' run logs no "has changed" at all; x_tamper's emptied test cell is still
+    reported (and restored: test_tampered_cells_are_restored_and_graded...)."""
+    assert "has changed" not in graded.logs["honest"], graded.logs["honest"][-3000:]
+    emptied = TEST_CELL_PREFIX + TAMPERED["emptied"]
+    assert f"Attribute 'checksum' for cell {emptied} has changed" in graded.logs["crafted"], \
+        graded.logs["crafted"][-3000:]
+    changed = {line.split(" for cell ")[1].split(" ")[0] for line in graded.logs["crafted"].splitlines()
+               if "has changed" in line}
+    assert changed <= {TEST_CELL_PREFIX + unit for unit in TAMPERED.values()}, changed
