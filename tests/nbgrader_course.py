@@ -122,6 +122,18 @@ def cell_with_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookN
     return found[0]
 
 
+def add_cells_after(nb: nbformat.NotebookNode, grade_id: str, cells: list) -> None:
+    """Cells of the student's own, right after the cell `grade_id`: the kernel runs them there, and the grader
+    replays only their definitions, so what they do in the kernel is what a test looks at, not an answer."""
+    index = nb.cells.index(cell_with_id(nb, grade_id))
+    nb.cells[index + 1:index + 1] = cells
+
+
+def cell_after(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    """The cell right after the cell `grade_id` (one that add_cells_after put there)."""
+    return nb.cells[nb.cells.index(cell_with_id(nb, grade_id)) + 1]
+
+
 def stream_text(cell: nbformat.NotebookNode, name: str) -> str:
     """Everything the cell wrote to the stream `name` ("stdout" or "stderr")."""
     return "".join(out.get("text", "") for out in cell.get("outputs", [])

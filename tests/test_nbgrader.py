@@ -30,7 +30,8 @@ from backprop_ninja.nbgrader_plugins import (NO_ISOLATION_VAR, STATE_KEY, ApplyE
 from backprop_ninja.sandboxed import graded_outside
 from corpus import CORPUS, write_submission
 from folders import own_folder
-from nbgrader_course import (CELL_TIMEOUT_VAR, TEST_CELL_PREFIX, cell_with_id, course_env, finish, hand_in,
+from nbgrader_course import (CELL_TIMEOUT_VAR, TEST_CELL_PREFIX, add_cells_after, cell_after, cell_with_id,
+                             course_env, finish, hand_in,
                              make_course, notebook_at, read_notebook, start, start_nbgrader, stop, stream_text,
                              unit_scores)
 
@@ -144,18 +145,10 @@ def append_to_cell(nb: nbformat.NotebookNode, grade_id: str, code: str) -> None:
     cell.source = cell.source.rstrip("\n") + "\n" + code.strip("\n")
 
 
-def add_cell_after(nb: nbformat.NotebookNode, grade_id: str, code: str) -> None:
-    """A cell of the student's own right after an answer cell: the kernel runs it there, the grader replays only
-    its definitions (and the allowlist refuses those that reach past what a gradient needs), so what it does in
-    the kernel is the attack under test, not the answer."""
-    index = nb.cells.index(cell_with_id(nb, grade_id))
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code.strip("\n")))
-
-
 def tricks_notebook() -> nbformat.NotebookNode:
     """ada, plus a warning in every test cell, plus a wrong answer whose test cell forges an execute_result."""
     nb = example_notebook("ada")
-    add_cell_after(nb, "ex1_logprobs", NOISY_ALLCLOSE)
+    add_cells_after(nb, "ex1_logprobs", [nbformat.v4.new_code_cell(NOISY_ALLCLOSE.strip("\n"))])
     cell_with_id(nb, FORGED_WRONG_UNIT).source = examples.BEN_ANSWERS[FORGED_WRONG_UNIT] + "\n" + FORGED_CHECK
     return nb
 
@@ -183,7 +176,7 @@ def looping_notebook() -> nbformat.NotebookNode:
 def fake_hook_notebook() -> nbformat.NotebookNode:
     """ben (typical mistakes) with the hidden-test hook replaced by one that passes everything."""
     nb = example_notebook("ben")
-    add_cell_after(nb, ATTACKED_CELL, FAKE_HOOK)
+    add_cells_after(nb, ATTACKED_CELL, [nbformat.v4.new_code_cell(FAKE_HOOK.strip("\n"))])
     return nb
 
 
@@ -191,9 +184,10 @@ def attack_notebook(root: Path, student: str, port: int) -> nbformat.NotebookNod
     """ada, plus an answer cell that tries the gradebook, the course folder, a classmate's submission, planting a
     file in the course folder (planted_by_<student>) and the network (a listener of the test on `port`)."""
     nb = example_notebook("ada")
-    add_cell_after(nb, ATTACKED_CELL, ATTACK.format(
+    attack = ATTACK.format(
         gradebook=str(root / "gradebook.db"), root=str(root), planted=str(root / f"planted_by_{student}"),
-        classmate=str(notebook_at(root, "submitted", "ada")), port=port, marker=ATTACK_MARKER))
+        classmate=str(notebook_at(root, "submitted", "ada")), port=port, marker=ATTACK_MARKER)
+    add_cells_after(nb, ATTACKED_CELL, [nbformat.v4.new_code_cell(attack.strip("\n"))])
     return nb
 
 
@@ -534,8 +528,7 @@ def attack_report(root: Path, student: str) -> dict:
     """What the attack code in `student`'s kernel managed, from the output of its cell (the one added right after
     ATTACKED_CELL) in the autograded notebook."""
     autograded = read_notebook(notebook_at(root, "autograded", student))
-    attack_cell = autograded.cells[autograded.cells.index(cell_with_id(autograded, ATTACKED_CELL)) + 1]
-    text = stream_text(attack_cell, "stdout")
+    text = stream_text(cell_after(autograded, ATTACKED_CELL), "stdout")
     found = [line for line in text.splitlines() if line.startswith(ATTACK_MARKER)]
     assert len(found) == 1, f"{student}: the attack did not report once; its cell printed {text[-600:]!r}"
     return json.loads(found[0][len(ATTACK_MARKER):])

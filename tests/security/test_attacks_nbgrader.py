@@ -40,8 +40,9 @@ from backprop_ninja.assign import ASSIGNMENT
 from fixtures.correct_cells import CORRECT_CELLS
 from backprop_ninja.grade import isolation
 from backprop_ninja.nbgrader_plugins import NOTEBOOK_TIME_UP
-from nbgrader_course import (TEST_CELL_PREFIX, cell_with_id, course_env, finish, hand_in, make_course, notebook_at,
-                             read_notebook, start, start_nbgrader, stop, stream_text, unit_scores)
+from nbgrader_course import (TEST_CELL_PREFIX, add_cells_after, cell_after, cell_with_id, course_env, finish, hand_in,
+                             make_course, notebook_at, read_notebook, start, start_nbgrader, stop, stream_text,
+                             unit_scores)
 
 pytestmark = pytest.mark.isolation  # proves the sandbox: needs bubblewrap
 
@@ -181,11 +182,6 @@ class LimitsCourse:
     standalone: dict[str, float]        # x_meta's points from the standalone grader
 
 
-def added_cells_after(nb, grade_id: str, cells: list) -> None:
-    index = nb.cells.index(cell_with_id(nb, grade_id))
-    nb.cells[index + 1:index + 1] = cells
-
-
 def disk_notebook(release) -> nbformat.NotebookNode:
     nb = examples.filled(release, CORRECT_CELLS)
     nb.cells.append(new_code_cell(FILL_DISK))
@@ -195,14 +191,14 @@ def disk_notebook(release) -> nbformat.NotebookNode:
 def slow_notebook(release) -> nbformat.NotebookNode:
     """Six added cells of 8 s each, early in the notebook, before every answer."""
     nb = examples.filled(release, CORRECT_CELLS)
-    added_cells_after(nb, "imports", [new_code_cell('__import__("time").sleep(8)') for _ in range(SLEEPERS)])
+    add_cells_after(nb, "imports", [new_code_cell('__import__("time").sleep(8)') for _ in range(SLEEPERS)])
     return nb
 
 
 def thread_bomb_notebook(release) -> nbformat.NotebookNode:
     """Every answer right, and a thread bomb early in the notebook, before every answer."""
     nb = examples.filled(release, CORRECT_CELLS)
-    added_cells_after(nb, "imports", [new_code_cell(THREAD_BOMB)])
+    add_cells_after(nb, "imports", [new_code_cell(THREAD_BOMB)])
     return nb
 
 
@@ -223,7 +219,7 @@ def meta_notebook(release) -> nbformat.NotebookNode:
     duplicate = new_code_cell(f"d{var} = torch.zeros_like({var})")  # a wrong answer
     duplicate.metadata["nbgrader"] = {**copy.deepcopy(cell_with_id(nb, DUPLICATED).metadata["nbgrader"]),
                                       "grade": True, "points": 100}
-    added_cells_after(nb, DUPLICATED, [duplicate])
+    add_cells_after(nb, DUPLICATED, [duplicate])
     cell_with_id(nb, RELABELLED_TEST).metadata["nbgrader"].update(grade_id=RELABELLED_AS, points=50)
     cell_with_id(nb, HIDDEN_ANSWER).metadata["nbgrader"].update(
         grade_id=TEST_CELL_PREFIX + HIDDEN_ANSWER, grade=True, points=30)
@@ -408,7 +404,7 @@ def test_a_kernel_thread_bomb_is_capped_and_costs_nobody_points(limits):
     from backprop_ninja.sandboxed.kernel import KERNEL_TASKS
 
     nb = autograded(limits, "x_threads")
-    bomb = nb.cells[nb.cells.index(cell_with_id(nb, "imports")) + 1]
+    bomb = cell_after(nb, "imports")
     lines = [line for line in stream_text(bomb, "stdout").splitlines() if line.startswith(THREADS_MARKER)]
     assert len(lines) == 1, bomb.outputs
     report = json.loads(lines[0][len(THREADS_MARKER):])
