@@ -10,6 +10,8 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     ClearOutput, DeduplicateIds, Execute, GetGrades, IncludeHeaderFooter, LimitOutput,
                                     LockCells, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
+from backprop_ninja.lateness.nbgrader_side import CourseLatePenalty, SyncDueDate
+from backprop_ninja.nbgrader_feedback import OfflineMathFeedback
 from backprop_ninja.nbgrader_plugins import (ApplyEngineVerdicts, EngineVerdicts, RestoreHiddenTests,
                                              RestoreReleaseMetadata, SandboxedExecute, ScoreOnErrorsOnly,
                                              ShortTracebacks, StudentOutputsAsText)
@@ -61,8 +63,8 @@ c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreReleaseMetadata, Dedup
 # scores. ScoreOnErrorsOnly stays as a second line, should a grade cell ever keep the kernel's outputs: stderr (a torch
 # UserWarning) and execute_result (a forged `sys.displayhook(1.0)`) decide nothing.
 c.Autograde.autograde_preprocessors = [EngineVerdicts, SandboxedExecute, ScoreOnErrorsOnly, ApplyEngineVerdicts,
-                                       ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
-                                       CheckCellMetadata]
+                                       ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, SyncDueDate,
+                                       AssignLatePenalties, CheckCellMetadata]
 # "required": autograde fails, naming the fix, where bubblewrap cannot sandbox student code. "off" (or
 # BACKPROP_NINJA_NO_ISOLATION=1) grades without the sandbox, and every test cell says so.
 c.EngineVerdicts.isolation = "required"
@@ -71,6 +73,18 @@ c.EngineVerdicts.isolation = "required"
 c.EngineVerdicts.strict_rules = False
 c.EngineVerdicts.shape = "strict"  # "lenient": size-1 dimensions may differ in intermediates' gradients
 
+# Due date and late penalty, in this one place for nbgrader and for `backprop-ninja grade` (README: "Due dates and
+# late penalties"). SyncDueDate writes them into the gradebook; nbgrader's AssignLatePenalties asks CourseLatePenalty
+# for the points, by the same rule as the kit's batch (backprop_ninja/lateness/rule.py). Unset due: no penalties.
+c.AssignLatePenalties.plugin_class = CourseLatePenalty
+# c.Lateness.due = "2026-12-01 23:59"          # no zone: c.Lateness.timezone (default UTC)
+# c.Lateness.timezone = "Europe/Berlin"
+# c.Lateness.grace_minutes = 15                # this late costs nothing
+# c.Lateness.penalty_per_day = 0.1             # of the maximum points, per started day late
+# c.Lateness.max_penalty = 0.5                 # the most lateness costs
+# c.Lateness.extensions = {"ada": "2d", "ben": "2026-12-05 12:00"}  # extra time or a personal due date
+# c.Lateness.extensions_file = "extensions.csv"  # columns student_id,extension; read from the course folder
+
 # Deleted or metadata-stripped test cells are put back from the gradebook and graded, instead of scoring 0 quietly.
 c.OverwriteCells.add_missing_cells = True
 
@@ -78,5 +92,7 @@ c.OverwriteCells.add_missing_cells = True
 # student wrote runs in the browser that opens the feedback: HTML, JavaScript and Markdown the student wrote are text.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, StudentOutputsAsText,
                                     CSSHTMLHeaderPreprocessor]
+# Math in the feedback is MathML written at build time: it shows offline, and the page loads no MathJax from a CDN.
+c.GenerateFeedback.exporter_class = OfflineMathFeedback
 c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme, ClearHiddenTests,
                                     Execute]

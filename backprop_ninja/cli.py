@@ -14,7 +14,9 @@ VERBS = {
     "assign": ("backprop_ninja.assign", "build source .ipynb, student release and solutions from the text source"),
     "grade": ("backprop_ninja.grade.cli", "grade one notebook, a folder, a zip or an nbgrader submitted/ tree"),
     "report": ("backprop_ninja.report", "cohort report (CSV, heatmap, HTML) from graded results"),
+    "merge": ("backprop_ninja.batch.merge", "grades.csv of a class graded in shards (grade --shard K/N)"),
     "bundle": ("backprop_ninja.bundle", "write a Gradescope autograder.zip"),
+    "export": ("backprop_ninja.export.cli", "a graded folder as a Canvas gradebook import or a long-format CSV"),
     "demo": ("backprop_ninja.demo", "autograde the shipped example submissions with nbgrader and with the grader"),
 }
 

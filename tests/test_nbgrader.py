@@ -438,6 +438,38 @@ def test_feedback_shows_no_hidden_tests(graded):
     assert "AssertionError" in (graded.root / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
 
 
+def test_feedback_math_renders_offline(graded):
+    """The feedback's formulas are MathML written by generate_feedback (OfflineMathFeedback): the page loads no
+    script or style from the network, and headless Chromium, with every request but file:// refused, lays a
+    fraction out as a fraction (taller than a letter beside it) rather than showing TeX."""
+    from playwright.sync_api import sync_playwright
+
+    from browser import CHROMIUM_ARGS, chromium_path
+
+    page_file = graded.root / "feedback" / "ben" / ASSIGNMENT / f"{ASSIGNMENT}.html"
+    page_html = page_file.read_text()
+    assert "mathjax" not in re.sub(r"<!--.*?-->", "", page_html, flags=re.S).lower()  # nbgrader's comment aside
+    assert not re.search(r"<(script|link|img)[^>]*\b(src|href)=[\"']?(https?:)?//", page_html, re.I)
+    assert page_html.count("<math ") >= 10 and r"\frac{" not in page_html
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            refused = []
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                       else (refused.append(route.request.url), route.abort()))
+            page.goto(page_file.as_uri())
+            heights = page.evaluate("""() => {
+                const fraction = document.querySelector('math mfrac');
+                const letter = document.querySelector('math mi');
+                return [fraction.getBoundingClientRect().height, letter.getBoundingClientRect().height];
+            }""")
+        finally:
+            browser.close()
+    assert refused == []
+    assert heights[0] > 1.5 * heights[1] > 0, heights
+
+
 @pytest.mark.parametrize("where", ["committed", "generated"])
 def test_solutions_show_no_hidden_tests(graded, where):
     path = notebook_at(REPO if where == "committed" else graded.root, "solutions")

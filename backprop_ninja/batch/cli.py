@@ -6,8 +6,10 @@ from pathlib import Path
 
 from backprop_ninja.batch import run
 from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS
+from backprop_ninja.batch.shards import parse_shard
 from backprop_ninja.batch.submission import BatchError
 from backprop_ninja.export.safe_text import terminal_text
+from backprop_ninja.lateness.options import add_lateness_arguments, late_book
 
 
 def add_batch_arguments(parser) -> None:
@@ -18,6 +20,10 @@ def add_batch_arguments(parser) -> None:
                              "and its (?P<student_id>...) group (default: the file name without .ipynb)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="regrade submissions whose earlier row says they could not be graded")
+    parser.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
+                        help="grade only shard K of N (a fixed slice of the class, by a hash of the student id) into "
+                             "--out, beside the other shards; then `backprop-ninja merge OUT` writes grades.csv")
+    add_lateness_arguments(parser)  # --course-config, --submission-times
 
 
 def run_from_args(args) -> int:
@@ -37,9 +43,11 @@ def run_from_args(args) -> int:
     limits["code"] = getattr(args, "code", None) or "allowlist"  # and the code policy
     watchdog = max(DEFAULT_WATCHDOG_SECONDS, 2 * limits.get("total_timeout", 0))
     try:
+        lateness = late_book(args)  # before grading: a bad due date or times file stops the batch at once
         summary = run.run_batch(source, Path(args.out), getattr(args, "jobs", None), limits=limits,
                                 watchdog_seconds=watchdog, id_pattern=getattr(args, "id_pattern", None),
-                                retry_failed=getattr(args, "retry_failed", False))
+                                retry_failed=getattr(args, "retry_failed", False),
+                                shard=getattr(args, "shard", None), lateness=lateness)
     except BatchError as error:
         print(f"grade: {terminal_text(error)}", file=sys.stderr)  # names files of the class
         return run.EXIT_BATCH_FAILED

@@ -5,12 +5,14 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from backprop_ninja.batch.submission import Submission
 from backprop_ninja.export.csv_export import grades_table
 from backprop_ninja.export.safe_text import csv_rows
+from backprop_ninja.lateness.columns import LateBook, add_late_columns
 
 RESULTS_NAME = "results.json"
 CSV_NAME = "grades.csv"
@@ -62,12 +64,17 @@ def make_record(sub: Submission, key: str, version: str, content_hash: str, run_
     }
 
 
-def write_grades_csv(out_dir: Path, subs: list[Submission]) -> Path:
-    """One row per student, from the records (see export/csv_export.py for the columns); every cell made safe
-    for a spreadsheet (export/safe_text.py), since file names and messages come from students."""
+def write_grades_csv(out_dir: Path, subs: list[Submission], *, lateness: LateBook | None = None) -> Path:
+    """One row per student, from the records (see export/csv_export.py for the columns), then the lateness columns
+    (lateness/columns.py; empty without `lateness`); every cell made safe for a spreadsheet (export/safe_text.py),
+    since file names and messages come from students."""
     entries = [(s.student_id, s.source, read_record(out_dir / s.student_id / RESULTS_NAME)) for s in subs]
+    rows, unknown = add_late_columns(grades_table(entries), {s.student_id: s.path for s in subs}, lateness)
+    if unknown:
+        print(f"batch: {unknown} of {len(subs)} submissions have no known submission time, so no late penalty; "
+              f"give a CSV of times with --submission-times (their late_by column says why).", file=sys.stderr)
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(csv_rows(grades_table(entries)))
+    csv.writer(buffer).writerows(csv_rows(rows))
     path = out_dir / CSV_NAME
     write_text_atomically(path, buffer.getvalue())
     return path

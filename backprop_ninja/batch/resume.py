@@ -5,6 +5,7 @@ key = sha256(submission bytes' sha256 + grader_version + the engine limits); see
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -122,8 +123,13 @@ def recover_commit_log(state: Path, out_dir: Path, subs: list[Submission]) -> No
             log_commit(state, sub.student_id, record["key"], record["run_id"])
 
 
-def remove_partial_files(out_dir: Path) -> None:
-    """Temp files of a run that was killed mid-write; they were never committed."""
-    for pattern in (f"*/.{RESULTS_NAME}.*.partial", f".{CSV_NAME}.*.partial"):
+def remove_partial_files(out_dir: Path, student_ids: list[str] | None = None) -> None:
+    """Temp files of a run that was killed mid-write; they were never committed. With `student_ids` (a shard), only
+    those students' files: another shard may be writing its own right now, and grades.csv is the merge's."""
+    if student_ids is None:
+        patterns = (f"*/.{RESULTS_NAME}.*.partial", f".{CSV_NAME}.*.partial")
+    else:
+        patterns = tuple(f"{glob.escape(student)}/.{RESULTS_NAME}.*.partial" for student in student_ids)
+    for pattern in patterns:
         for partial in out_dir.glob(pattern):
             partial.unlink(missing_ok=True)

@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
     if batch.is_batch_input(args.notebook):  # a folder, an nbgrader tree or a zip: the whole class
         return batch.run_from_args(args)
+    if getattr(args, "shard", None):
+        print(f"backprop-ninja grade: --shard splits a class (a folder or a zip); {args.notebook} is one notebook.",
+              file=sys.stderr)
+        return EXIT_NOT_GRADED
     from backprop_ninja.grade import isolation
 
     # Started before the engine (and torch) is imported here: the sandbox imports torch at the same time.
