@@ -34,6 +34,14 @@ def notebook_path(root: Path, folder: str) -> Path:
 
 
 TUTOR_CELL = "tutor"  # the grade_id of the cell that build_source_notebook fills with tutor.notebook_code()
+COLLAPSED_SECTION = "setup_md"  # the heading of the set-up section (data, helpers, network): it opens collapsed
+# Cells of machinery a student runs but need not read: shown collapsed (JupyterLab: source_hidden; Colab: a form
+# showing only its title line), so that the notebook opens on the network and the exercises.
+HIDDEN_CELLS = {
+    "helpers": "The helpers check(), progress() and finite_difference(): run this cell (reading it is optional)",
+    "diagnoses": "How check() names a likely mistake, with the grader's own code: run this cell",
+    TUTOR_CELL: "hint() and show_graph(): run this cell",
+}
 
 
 def build_source_notebook(root: Path = REPO, with_hints: bool = True) -> Path:
@@ -54,10 +62,21 @@ def build_source_notebook(root: Path = REPO, with_hints: bool = True) -> Path:
             cell.source = tutor.notebook_code(with_hints=with_hints)
         if cell["id"] == notebook_diagnoses.CELL:
             cell.source = notebook_diagnoses.notebook_code()
+        if cell["id"] in HIDDEN_CELLS:
+            _collapse(cell, HIDDEN_CELLS[cell["id"]])
+        if cell["id"] == COLLAPSED_SECTION:
+            cell.metadata["jp-MarkdownHeadingCollapsed"] = True  # JupyterLab's collapsed heading: its section too
     out = notebook_path(root, "source")
     nbformat.validate(nb)
     out.write_text(nbformat.writes(nb) + "\n")
     return out
+
+
+def _collapse(cell, title: str) -> None:
+    """Show a cell collapsed: JupyterLab hides its source behind a bar; Colab shows it as a form with this title."""
+    cell.metadata["jupyter"] = {"source_hidden": True}
+    cell.metadata["cellView"] = "form"
+    cell.source = f"# @title {title}\n" + cell.source
 
 
 def nbgrader_env(names_path: str | None = None) -> dict[str, str]:

@@ -22,6 +22,8 @@ MISTAKES = {
     "transposed": "rows and columns are swapped",
     "missing_sum": "a broadcast in the forward pass was not summed back in the backward pass",
     "sum_axis": "summed over the wrong axis",
+    "missing_broadcast": "size 1 along an axis the variable has: the gradient of a summed variable was not broadcast "
+                         "back to its shape",
     "shape": "the shape is not the variable's",
     "zero": "zero everywhere",
     "sign": "the sign is flipped",
@@ -34,7 +36,8 @@ MISTAKES = {
     "plus_for_times": "the local derivative is added to the upstream gradient instead of multiplied (+ for *)",
     "offset": "off by the same amount everywhere (e.g. by 1: started from ones_like instead of zeros_like)",
     "other_gradient": "the answer equals the gradient of another variable",
-    "missing_accumulation": "wrong only in the rows looked up more than once: an assignment where += belongs",
+    "missing_accumulation": "wrong only in the rows looked up more than once: their copies' gradients were written "
+                            "over one another (an indexed = or +=) instead of added up",
     "argmax": "wrong only at the position of each row's maximum",
     "targets": "wrong only at the positions of the correct characters (Yb)",
     "location": "wrong in some rows or columns only, or in a pattern of positions",
@@ -111,6 +114,9 @@ def diagnose_shape(answer, reference, clues: Clues, var: str = "") -> Diagnosis:
         axes = " and ".join(str(x) for x in expected)
         return Diagnosis("sum_axis", f"{wrong}: the sum should run over axis {axes}, the axis that was broadcast "
                                      f"in the forward pass")
+    spread = _collapsed_axes(a.shape, ref.shape)
+    if spread:
+        return Diagnosis("missing_broadcast", _collapsed_words(a, ref, spread, var, clues, wrong))
     return Diagnosis("shape", wrong)
 
 
@@ -168,9 +174,7 @@ def locate(mismatch, clues: Clues) -> Diagnosis:
         return Diagnosis("targets", "wrong only at the positions of the correct characters (column Yb of each "
                                     "row): look at how the loss picks one entry per row")
     if _mask_fits(clues.repeated, mismatch) and mismatch.any() and not (mismatch & ~np.asarray(clues.repeated)).any():
-        return Diagnosis("missing_accumulation", "wrong only in the rows of characters that appear more than once "
-                                                 "in the batch: each use adds its gradient (+= or index_add_), "
-                                                 "while an assignment keeps only one of them")
+        return Diagnosis("missing_accumulation", _REPEATED_ROWS_WORDS)
     wrong = f"values differ at {int(mismatch.sum())} of {mismatch.size} positions"
     if mismatch.ndim != 2 or not mismatch.any():
         return Diagnosis("differs", wrong)
@@ -227,6 +231,14 @@ def locate_in_chain(right: dict) -> str:
 
 
 # ---- the pieces ----
+
+# Why repeated rows go wrong: `t[idx] += x` is t[idx] = t[idx] + x, one gather and one scatter, so a row listed twice
+# is written twice with its old value plus one copy's share: it does not accumulate, any more than `t[idx] = x` does.
+_REPEATED_ROWS_WORDS = (
+    "wrong only in the rows of characters that appear more than once in the batch, which must add up the gradients "
+    "of all their copies. Through an index tensor, += keeps only one copy per row, just as = does (`t[idx] += x` is "
+    "`t[idx] = t[idx] + x`, so the copies of a repeated row overwrite one another): use index_add_ (or index_put_ "
+    "with accumulate=True), or a loop that adds one position at a time")
 
 _SIGN = "the sign is flipped"
 
@@ -285,6 +297,12 @@ def _diagnose_parts(a, ref, parts: dict, clues: Clues, var: str, what: str):
                 others = ", ".join(f"`{c}`" for c in parts if c != missing)
                 return Diagnosis("missing_branch", f"only the branch through {others} is there; `{var}` is also "
                                                    f"used by `{missing}`, and the gradients from both uses add up")
+            via = _branch_of_path(part, clues) if missing not in clues.shares else None
+            if via:
+                return Diagnosis("missing_branch", f"part of the branch through `{via}` is missing: the share that "
+                                                   f"flows on through `{missing}`, which does not use `{var}` itself "
+                                                   f"but reaches it inside the gradient of `{via}`; every path from "
+                                                   f"`{var}` to the loss adds its share")
             return Diagnosis("missing_branch", f"the path through `{missing}` is missing: every path from "
                                                f"`{var}` to the loss adds its share")
         c = _fitted_factor(a - rest, part)
@@ -295,6 +313,22 @@ def _diagnose_parts(a, ref, parts: dict, clues: Clues, var: str, what: str):
                 rest_words = "the other branch is right" if what == "branch" else "the other paths are right"
                 return Diagnosis("branch_factor", f"{through} is {words}; {rest_words}")
     return None
+
+
+def _branch_of_path(part, clues: Clues):
+    """The one use of the variable a path runs through, when the numbers can tell: a use that reduced the variable
+    along an axis (a mean, a sum) sends back a share that is the same all along that axis, and so does every path
+    through it. So a path that varies along such an axis runs through another use; None unless one use is left."""
+    part = np.asarray(part, dtype=np.float64)
+    fits = []
+    for user, share in clues.shares.items():
+        share = np.asarray(share, dtype=np.float64)
+        if share.shape != part.shape or _negligible(share, clues):
+            continue
+        reduced = [axis for axis in range(share.ndim) if share.shape[axis] > 1 and _constant_along(share, axis, clues)]
+        if all(_constant_along(part, axis, clues) for axis in reduced):
+            fits.append(user)
+    return fits[0] if len(fits) == 1 else None
 
 
 def _diagnose_forward_swap(a, clues: Clues):
@@ -312,9 +346,23 @@ def _diagnose_other_gradient(a, ref, clues: Clues, var: str):
         if name == var or _negligible(grad, clues) or _close(np.asarray(grad, dtype=np.float64), ref, clues):
             continue
         if _close(a, grad, clues):
-            return Diagnosis("other_gradient", f"it equals the gradient of `{name}` (d{name}), not of `{var}`: "
-                                               f"take one more step back, through the line that uses `{var}`")
+            return Diagnosis("other_gradient", _other_gradient_words(name, var, list(clues.shares)))
     return None
+
+
+def _other_gradient_words(name: str, var: str, users: list) -> str:
+    """The answer has the values of d<name>. If <name> uses <var>, one step back through that line is missing;
+    otherwise the values only coincide (probs * dprobs is dlogprobs, since probs times 1/probs is 1), and what is
+    wrong is where the answer starts from: not from the gradient of the line(s) that use <var>."""
+    if name in users or not users or "loss" in users:
+        return (f"it equals the gradient of `{name}` (d{name}), not of `{var}`: take one more step back, through the "
+                f"line that uses `{var}`")
+    lines = " and ".join(f"`{u}`" for u in users)
+    grads = " and ".join(f"d{u}" for u in users)
+    return (f"it equals the gradient of `{name}` (d{name}), and `{name}` is not a line that uses `{var}`, so the "
+            f"values only coincide: the gradient of `{var}` comes through {lines}, the "
+            f"line{'s' if len(users) > 1 else ''} that use{'' if len(users) > 1 else 's'} it. Start from {grads} and "
+            f"multiply by the local derivative of {'each' if len(users) > 1 else 'that'} line")
 
 
 def _extra_dim_words(shape, var: str) -> str:
@@ -381,6 +429,30 @@ def _diagnose_forward_for_constant(a, ref, clues: Clues, mismatch):
 def _constant_along(x, axis: int, clues: Clues) -> bool:
     first = np.take(x, [0], axis=axis)
     return bool(np.abs(x - first).max(initial=0.0) <= ATOL * clues.scale + DIAGNOSIS_RTOL * np.abs(first).max())
+
+
+def _collapsed_axes(answer_shape, ref_shape):
+    """Axes where the reference is longer than 1 but the answer has size 1 (or lacks the axis), all other sizes
+    agreeing: a (1, 64) answer for an (n, 64) variable, as the gradient of a line that summed it would be."""
+    if len(answer_shape) > len(ref_shape):
+        return ()
+    padded = (1,) * (len(ref_shape) - len(answer_shape)) + tuple(answer_shape)
+    axes = tuple(i for i, (x, r) in enumerate(zip(padded, ref_shape)) if x == 1 and r != 1)
+    agree = all(x == r for i, (x, r) in enumerate(zip(padded, ref_shape)) if i not in axes)
+    return axes if axes and agree else ()
+
+
+def _collapsed_words(a, ref, axes, var: str, clues: Clues, wrong: str) -> str:
+    """Why the gradient needs the full shape, for an answer that collapsed `axes` of the variable to size 1."""
+    name = f"`{var}`" if var else "the variable"
+    along = " and ".join(str(x) for x in axes)
+    why = (f"{name} has shape {tuple(ref.shape)}, so its gradient has that shape too, one number for each entry "
+           f"(each entry changes the loss on its own). A sum in the forward pass is a broadcast in the backward pass: "
+           f"every entry a line adds up gets the gradient of the total")
+    padded = a.reshape((1,) * (ref.ndim - a.ndim) + a.shape)
+    if _close(np.broadcast_to(padded, ref.shape), ref, clues):
+        return f"values right, {wrong}: {why}, so your values belong at every position along axis {along}"
+    return f"{wrong}: {why}, at every position along axis {along}; the values are off as well"
 
 
 def _broadcast_axes(answer_shape, ref_shape):

@@ -12,7 +12,7 @@ import pprint
 from pathlib import Path
 
 from backprop_ninja import diagnose, model, units
-from backprop_ninja.grade import compare, probe
+from backprop_ninja.grade import autograd_scan, cell_text, compare, one_go, probe
 
 CELL = "diagnoses"  # the grade_id of the cell
 
@@ -87,8 +87,49 @@ def probe_code() -> str:
             + "\n\n".join(_functions(compare, ["_float32_numbers"])))
 
 
+_CELL_RULES_INTRO = """
+# How the grader reads a cell (backprop_ninja/grade/cell_text.py) and the rule of Exercises 2 and 3
+# (backprop_ninja/grade/one_go.py), as they are, in the namespace `_one_go`; then what each of the two may read.
+def _ninja_cell_rules():
+"""
+
+
+def cell_rules_code() -> str:
+    """cell_text.py and one_go.py, as code, in the namespace `_one_go`, and units.one_go_rules() as a literal: the
+    notebook reads a cell and applies the one-go rule with the grader's own code."""
+    body = module_body(cell_text) + "\n\n" + module_body(one_go)
+    indented = "".join(f"    {line}\n" if line.strip() else "\n" for line in body.splitlines())
+    rules = pprint.pformat(units.one_go_rules(), width=112, compact=True)
+    return (_CELL_RULES_INTRO + indented + "\n    return _types.SimpleNamespace(**locals())\n\n\n"
+            "import types as _types\n\n_one_go = _ninja_cell_rules()\nONE_GO_RULES = " + rules + "\n")
+
+
+_SCAN_INTRO = """
+# The grader's static scan (backprop_ninja/grade/autograd_scan.py, as it is), in the namespace `_scan`, with what
+# each answer cell may not use (from backprop_ninja/units.py) as literals: check() names a cell that asks autograd
+# with the grader's construct, line and words.
+def _ninja_scan():
+"""
+
+
+def scan_code() -> str:
+    """autograd_scan.py, as code, in the namespace `_scan`, and per answer cell (grade_id) its `Rules` built from
+    literals of the units table: the notebook scans a cell for autograd with the grader's own code."""
+    cells = "".join(f"    {u.grade_id!r}: ({u.answer!r}, {tuple(u.forbidden)!r}),\n" for u in units.UNITS)
+    data = (f"AUTOGRAD_ATTRIBUTES = {tuple(units.AUTOGRAD_ATTRIBUTES)!r}\n"
+            f"AUTOGRAD_MODULES = {tuple(units.AUTOGRAD_MODULES)!r}\n"
+            f"# grade_id -> (the name its cell defines, the functions that would do its work)\n"
+            f"CELLS = {{\n{cells}}}\n"
+            f"RULES = {{grade_id: Rules(answer, forbidden, AUTOGRAD_ATTRIBUTES, AUTOGRAD_MODULES)\n"
+            f"         for grade_id, (answer, forbidden) in CELLS.items()}}")
+    body = module_body(autograd_scan) + "\n\n" + data
+    indented = "".join(f"    {line}\n" if line.strip() else "\n" for line in body.splitlines())
+    return (_SCAN_INTRO + indented + "\n    return _types.SimpleNamespace(**locals())\n\n\n"
+            "import types as _types\n\n_scan = _ninja_scan()\n")
+
+
 def notebook_code() -> str:
     table = pprint.pformat(units.diagnostic_table(), width=116, sort_dicts=False)
     return (_HEADER + "\n" + module_body() + "\n\n# Per variable: the lines that use it, the paths of a one-go "
             "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n" + model_code()
-            + probe_code())
+            + probe_code() + "\n\n" + cell_rules_code() + "\n" + scan_code())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import deque
 
-from backprop_ninja.units import EX4_RETURNS, EXERCISE_1, UNITS, Unit
+from backprop_ninja.units import EX4_RETURNS, EXERCISE_1, RULES, UNITS, Unit
 
 LOSS_LINE = "loss = -logprobs[range(n), Yb].mean()"
 DATA_INPUTS = {"Xb": "emb"}  # data the forward pass reads but nobody differentiates: name -> its consumer
@@ -230,8 +230,8 @@ def _aliases() -> dict[str, str]:
 
 
 def tutor_data(*, with_hints: bool = True) -> dict:
-    """The literal the notebook cell carries: units, aliases and the graph. Without hints: no hint texts and no
-    broadcast notes (they are hints too)."""
+    """The literal the notebook cell carries: units, aliases, the graph and the rules of the first rung. Without
+    hints: no hint texts, no broadcast notes, rules or overviews (they are hints too)."""
     lines = _forward_lines()
     edges = _edges()
     units = {}
@@ -242,17 +242,18 @@ def tutor_data(*, with_hints: bool = True) -> dict:
         if unit.exercise in (2, 3):
             block = _block(unit, edges)
             entry["block"] = [{"var": v, "forward": lines[v]} for v in block]
-            entry["uses_in_block"] = [b for a, b in edges if a == unit.var and b in block]
         if unit.exercise == 4:
             entry["returns"] = list(EX4_RETURNS)
         if with_hints:
             entry["hints"] = _hints(unit)
             entry["broadcast"] = _broadcast(unit)
+            entry["rules"] = dict(getattr(unit, "rule_kinds", None) or {})
+            entry["overview"] = getattr(unit, "overview", "") or ""
         units[unit.grade_id] = entry
-    return {"ex1": [u.var for u in EXERCISE_1],
-            "units": units,
-            "aliases": _aliases(),
-            "graph": graph()}
+    data = {"ex1": [u.var for u in EXERCISE_1], "units": units, "aliases": _aliases(), "graph": graph()}
+    if with_hints:  # the rules of the first rung are hints too
+        data["rules"] = dict(RULES)
+    return data
 
 
 _HEADER = '''\
@@ -329,8 +330,10 @@ def hint(name=None, path=None):
 
 
 def _tutor_level_2_name(unit):
-    """Exercises 2 and 3 get the steps of a derivation on paper, not one local derivative per line."""
-    return "the steps of the derivation" if unit["exercise"] in (2, 3) else "the local derivatives"
+    """Exercises 2 and 3 get the steps of a derivation on paper, Exercise 4 a plan; Exercise 1 one local derivative
+    per line that uses the variable."""
+    return {{2: "the steps of the derivation", 3: "the steps of the derivation",
+             4: "the plan of the function"}}.get(unit["exercise"], "the local derivatives")
 
 
 def _tutor_title(unit):
@@ -352,36 +355,26 @@ def _tutor_shape(unit):
     return f", {{unit['shape']}}" if unit.get("shape") else ""
 
 
-def _tutor_broadcast_rule(unit, consumers):
-    var = unit["var"]
-    for consumer in consumers:
-        dims = unit.get("broadcast", {{}}).get(consumer["var"])
-        if dims:
-            print(f"Rule (broadcast): `{{consumer['forward']}}` broadcasts {{var}}: the same entry of {{var}} is used in many "
-                  f"places, so sum this line's contribution over the broadcast dimensions ({{dims}}) and keep the "
-                  f"shape of {{var}}{{_tutor_shape(unit)}}.")
+def _tutor_rule(kind, unit, consumer=None, **more):
+    """One rule of the table, filled in for this variable (and one line that uses it)."""
+    fields = dict(var=unit["var"], shape=unit.get("shape", ""), **more)
+    if consumer is not None:
+        fields.update(consumer=consumer["var"], line=consumer["forward"])
+    _tutor_print(_TUTOR["rules"][kind].format(**fields), indent="")
 
 
 def _tutor_where(unit):
     var, consumers = unit["var"], unit["consumers"]
-    print(f"Hint 1 of 3 for {{_tutor_title(unit)}}: where does it go?")
+    print(f"Hint 1 of 3 for {{_tutor_title(unit)}}: where does it go, and which rule applies?")
     if unit["exercise"] == 4:
-        print("Exercise 4 is the whole backward pass in one function, manual_backward(parameters, cache), which "
-              "returns [" + ", ".join(unit["returns"]) + "].")
-        print("Rule: walk from the loss back to C as in Exercise 1, but use your one-expression answers for dlogits "
-              "(Exercise 2) and dhprebn (Exercise 3); the other gradients are your Exercise 1 lines.")
+        _tutor_print(unit.get("overview", ""), indent="")
+        print("It returns [" + ", ".join(unit["returns"]) + "].")
         return
     if unit["exercise"] in (2, 3):
-        print(f"Exercise 1 went from {{consumers[0]['var']}} back to {{var}} through these lines; this exercise treats "
-              f"them as one function of {{var}}:")
+        print(f"These lines of the forward pass, from {{var}} to {{consumers[0]['var']}}, become one step:")
         for line in unit["block"]:
             print("    " + line["forward"])
-        print(f"Rule: write {{consumers[0]['var']}} as one formula of {{var}}, differentiate it on paper and simplify "
-              "before you write code.")
-        uses = unit["uses_in_block"]
-        if len(uses) > 1:
-            print(f"Inside this block {{var}} is used by {{len(uses)}} lines ({{', '.join(uses)}}): add their contributions.")
-        _tutor_broadcast_rule(unit, consumers)
+        _tutor_print(unit.get("overview", ""), indent="")
         print(f"d{{var}} has the shape of {{var}}{{_tutor_shape(unit)}}.")
         return
     if unit["forward"] == "parameter":
@@ -391,13 +384,14 @@ def _tutor_where(unit):
     for consumer in consumers:
         print("    " + consumer["forward"])
     if len(consumers) > 1:
-        names = ", ".join("d" + c["var"] for c in consumers)
-        print(f"Rule (used {{len(consumers)}} times): d{{var}} gets one contribution from each of these lines. Work "
-              f"each one out (through {{names}}) and add them: d{{var}} = ... for the first, then d{{var}} += ... .")
-    else:
-        print(f"Rule: only this line uses {{var}}, so d{{var}} is what flows back through it (chain rule): the local "
-              f"derivative of this line with respect to {{var}}, combined with d{{consumers[0]['var']}}.")
-    _tutor_broadcast_rule(unit, consumers)
+        _tutor_rule("used_twice", unit, count=len(consumers))
+    elif unit["rules"].get(consumers[0]["var"]) != "loss":
+        _tutor_rule("used_once", unit)
+    for consumer in consumers:
+        _tutor_rule(unit["rules"].get(consumer["var"], "entrywise"), unit, consumer)
+        dims = unit.get("broadcast", {{}}).get(consumer["var"])
+        if dims:
+            _tutor_rule("broadcast", unit, consumer, dims=dims)
     print(f"d{{var}} has exactly the shape of {{var}}{{_tutor_shape(unit)}}.")
 
 
@@ -413,7 +407,8 @@ def _tutor_local(unit):
             _tutor_print(text)
         else:
             _tutor_print(f"Ask: when one entry of {{var}} changes a little, how does {{consumer['var']}} change? "
-                         f"That rate, applied to d{{consumer['var']}}, is this line's contribution.")
+                         f"That rate, chained with the gradient that comes back to {{consumer['var']}}, is this "
+                         "line's contribution.")
     for key, text in hints.items():  # a general hint (Exercise 4), not tied to one line
         if key not in shown and text:
             _tutor_print(text, indent="  ")
@@ -597,8 +592,9 @@ def show_graph(name=None):
             users = [b for a, b in _TUTOR["graph"]["edges"] if a == var]
             edges = {{(var, b) for b in users}}
             title = f"{{var}} and the lines that use it" if users else f"{{var}} (no line uses it)"
+        lit = "the rest of the block" if "block" in unit else "uses " + var
         return _tutor_draw({{}}, chosen={{var}}, consumers=set(users), edges=edges, title=title,
-                           legend=kinds + [("chosen", var), ("consumer", "uses " + var)])
+                           legend=kinds + [("chosen", var), ("consumer", lit)])
     except Exception as err:  # a picture must never stop the notebook
         print(f"show_graph could not draw ({{type(err).__name__}}: {{err}}).")
         return None

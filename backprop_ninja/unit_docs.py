@@ -32,18 +32,24 @@ def render() -> str:
               "copied into the notebook's `diagnoses` cell by `assign`). The shape classes apply when the shape "
               "differs; otherwise the first class that fits wins, in this order.", "", "| class | meaning |", "|---|---|"]
     lines += [f"| `{kind}` | {meaning} |" for kind, meaning in diagnose.MISTAKES.items()]
-    lines += ["", "## Hints: the local derivative of each use", "",
-              "The second rung of the hint ladder, written beside each share in the table: for every "
-              "line that uses the variable, its local derivative in words and in math. *Broadcast* marks "
-              "a use that stretched the variable along some dimensions, so its share sums over them. "
-              "Shapes are as the student sees them, n being the batch size."]
+    lines += ["", "## Hints: the rule and the local derivative of each use", "",
+              "The first two rungs of the hint ladder, written beside each share in the table. The first rung "
+              "names, for every line that uses the variable, the kind of rule it calls for (*rule*, one of "
+              "`units.RULES`; Exercises 2 to 4 have an overview instead); *broadcast* marks a use that stretched "
+              "the variable along some dimensions, so its share sums over them. The second rung is that line's "
+              "local derivative in words and in math, never the answer. Shapes are as the student sees them, n "
+              "being the batch size."]
     for u in units.UNITS:
         shape = f", shape `{u.shape}`" if u.shape else ""
         lines += ["", f"### `{u.grade_id}`: `{u.answer}`{shape}", ""]
+        if u.overview:
+            lines.append(f"- overview: {u.overview}")
         for consumer, hint in u.hints.items():
             where = f"used by `{consumer}`" if consumer else "in general"
-            stretched = f" (broadcast: sum over {u.broadcast[consumer]})" if consumer in u.broadcast else ""
-            lines.append(f"- {where}{stretched}: {hint}")
+            rule = f"rule: {u.rule_kinds[consumer]}" if consumer in u.rule_kinds else ""
+            notes = [note for note in (rule, f"broadcast: sum over {u.broadcast.get(consumer)}"
+                                       if consumer in u.broadcast else "") if note]
+            lines.append(f"- {where}" + (f" ({'; '.join(notes)})" if notes else "") + f": {hint}")
     return "\n".join(lines) + "\n"
 
 

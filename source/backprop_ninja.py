@@ -9,31 +9,28 @@
 # %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false}
 # # Backprop Ninja: backpropagation by hand
 #
-# You will take a small character-level language model (the makemore MLP with batch normalisation) and write
-# its backward pass yourself, one line of calculus at a time, without `loss.backward()`.
+# You will write the backward pass of a small character-level language model (the makemore MLP with batch
+# normalisation) by hand, without `loss.backward()`. **Exercise 1**: the forward pass below is
+# cut into 20 small steps; walk back from the loss and write the gradient of every intermediate and every parameter,
+# 26 gradients in all. **Exercise 2**: the cross-entropy's gradient in one go. **Exercise 3**: the batchnorm
+# layer's gradient in one go. **Exercise 4**: train the network with your own backward pass, and sample names.
 #
-# * **Exercise 1.** The forward pass below is cut into 19 small steps. Walk back from the loss and write the
-#   gradient of every intermediate and every parameter: 26 gradients in all.
-# * **Exercise 2.** The gradient of the cross-entropy loss with respect to the logits, in one expression.
-# * **Exercise 3.** The gradient through the whole batchnorm layer, in one expression.
-# * **Exercise 4.** Put your backward pass in a function, train the network with it, and sample names.
+# **What to do.** Run the whole notebook ("Run All"): it stops, as expected, at the first answer cell of Exercise 1.
+# Write your code only in the cells that say `# YOUR CODE HERE` (in place of `raise NotImplementedError()`), run it,
+# then the check cell below it, which compares your gradient with autograd's, prints `exact`, `approximate` and the
+# largest difference, and names the likely mistake. Work top to bottom; `hint("probs")` helps one step at a time.
 #
-# **How you know you are right.** Autograd computes every gradient too, and each of your answers has a check cell
-# right below it that compares the two and prints `exact`, `approximate` and the largest difference. Write your
-# code only in the cells that say `# YOUR CODE HERE` (replace the `raise NotImplementedError()` line); everything else
-# is fixed. Work top to bottom: "Run All" stops at the first cell you have not answered yet, which is expected.
+# **How you are graded.** Each gradient is a unit of its own. The grader re-runs every answer cell on fresh inputs
+# and other batch sizes, with the *correct* gradients before it, so one mistake costs one unit; use `n`, never 32.
+# Autograd's answer (`.grad`, `.backward()`) earns nothing. An answer cell may hold what a gradient needs (tensor
+# arithmetic and indexing, functions of `torch`, `F`, `math` and `numpy`, loops, your own functions, `print`,
+# `torch.no_grad()`); the grader refuses the rest (another module such as `os`, `getattr`, `torch.ops`, names
+# starting with `_`) and says what.
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_md", "locked": true, "schema_version": 3, "solution": false}
+# ## Setup: the data, the helpers and the network
 #
-# **How you are graded.** Each gradient is a unit worth its own points. The grader re-runs every answer cell on
-# fresh random inputs and other batch sizes, giving each cell the *correct* upstream gradients, so one mistake costs
-# one unit. Reading autograd's answer (`.grad`, `.backward()`, `torch.autograd`) earns nothing. Use `n` for the
-# batch size, never the number 32. An answer cell may hold what a gradient needs and nothing else: tensor
-# arithmetic and indexing, the functions of `torch`, `F`, `math` and `numpy` that compute values, loops, your own
-# functions and plain classes, `print`, `with torch.no_grad():` and the helpers below. The grader refuses the rest
-# (another module such as `os` or `threading`, `getattr`, `torch.ops`, names that start with `_`) before it runs,
-# and the unit earns nothing; its message names what it refused.
-#
-# You need `torch`, `matplotlib` and `tqdm` (`pip install torch matplotlib tqdm`), and the file `names.txt`, which the
-# next cell finds or downloads.
+# Collapsed; the arrow beside the title opens it. It needs `torch`, `matplotlib`, `tqdm` and `names.txt`.
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false}
 import hashlib
@@ -52,7 +49,7 @@ except ImportError:
     from tqdm import tqdm
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "data_md", "locked": true, "schema_version": 3, "solution": false}
-# ## The data
+# ### The data
 #
 # `names.txt` holds 32,033 first names, one per line (from Andrej Karpathy's makemore, MIT licence). The cell looks
 # for it in the working folder (`os.getcwd()`, which is `/content` on Colab), then at the path in the environment
@@ -130,7 +127,7 @@ Xte, Yte = build_dataset(words[n2:])
 print("vocabulary:", vocab_size, "| train", tuple(Xtr.shape), "| val", tuple(Xdev.shape), "| test", tuple(Xte.shape))
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "helpers_md", "locked": true, "schema_version": 3, "solution": false}
-# ## Three helpers
+# ### Three helpers
 #
 # `check("probs")` grades your `dprobs` as the grader will and prints one line. It compares it with autograd's
 # `probs.grad` on this batch, then re-runs the cell that set `dprobs` on fresh batches (one of another size) and on
@@ -205,12 +202,12 @@ def _autograds_own(answer):
 import ast
 import contextlib
 import io
+import re
 
 _CELLS = globals().get("_CELLS", [])  # kept when this cell runs again
-_forward_pass_count = globals().get("_forward_pass_count", 0)  # the forward cell counts its runs
+_forward_pass_count = globals().get("_forward_pass_count", 0)  # counted by autograd_reference() (forward cell)
 ANSWER_CELL_IDS = {"ex2": "ex2_logits", "ex3": "ex3_hprebn"}  # the answer cells of Exercises 2 and 3
 EXERCISE_VARIABLE = {"ex2": "logits", "ex3": "hprebn"}
-AUTOGRAD_ATTRIBUTES = {"grad", "backward", "retain_grad", "grad_fn", "requires_grad", "requires_grad_", "autograd"}
 
 
 def _one_line(error):
@@ -234,8 +231,10 @@ def _assigned(source):
     """(plain, touched): the names a cell binds with a plain `=`, and every name it binds or changes."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set(), set()
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # still an answer cell: its check names the error
+        found = re.findall(r"^\s*(?:def\s+(manual_backward)\b|(d\w+)\s*[-+*/@]?=(?!=))", source, re.MULTILINE)
+        names = {name for pair in found for name in pair if name}
+        return names, names
     plain, touched = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.For)):
@@ -251,41 +250,22 @@ def _assigned(source):
     return plain, touched
 
 
-def _autograd_use(source):
-    """Where a cell asks autograd (`.grad`, `.backward`, `torch.autograd`, ...), as "`.grad` on line 2", or None."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    found = [(node.lineno, node.attr) for node in ast.walk(tree)
-             if isinstance(node, ast.Attribute) and node.attr in AUTOGRAD_ATTRIBUTES]
-    if not found:
-        return None
-    line, attribute = min(found)
-    return f"`.{attribute}` on line {line}"
-
-
-def _plain_code(raw):
-    """A cell's code as the grader runs it: `%time stmt` and `%timeit stmt` become `stmt`; other magics and `!`
-    lines are left out (re-run in a scratch namespace, a magic would reach the notebook's own)."""
-    lines = []
-    for line in raw.splitlines():
-        code = line.lstrip()
-        indent = line[:len(line) - len(code)]
-        for magic in ("%timeit ", "%time "):
-            if code.startswith(magic):
-                code = code[len(magic):].lstrip()
-        if code.startswith(("%", "!")):
-            code = "pass" if indent else ""
-        lines.append(indent + code)
-    return "\n".join(lines)
+def _autograd_use(cells, name, exercise):
+    """What the grader's static scan (_scan, from the diagnoses cell) finds in the cells that made d<name>, in its
+    words ("line 1 reads `.grad`: ..."), or None. A syntax finding is left out: such a cell raised when it ran."""
+    rules = _scan.RULES.get(f"{exercise or 'ex1'}_{name}")
+    for index, cell in enumerate(cells if rules else []):
+        finding = _scan.scan(cell["source"], rules)
+        if finding is not None and finding.kind == "autograd":
+            return finding.message if index == len(cells) - 1 else f"in an earlier cell that sets it, {finding.message}"
+    return None
 
 
 def _note_cell(info):
     """IPython calls this before every cell: note the cells that set a gradient or manual_backward (before they
     run, so that a check() inside the answer cell finds it)."""
     try:
-        source = _plain_code(info.raw_cell)
+        source = _one_go.strip_magics(info.raw_cell)  # as the grader reads it (from the diagnoses cell below)
         plain, touched = _assigned(source)
         if any(name.startswith("d") or name == "manual_backward" for name in touched):
             _CELLS.append(dict(info=info, cell_id=getattr(info, "cell_id", None), source=source, plain=plain,
@@ -431,8 +411,8 @@ def _stress_problem(cells, name, exercise):
     values, grads = _stress_batch()
     try:
         answer = _rerun(cells, name, values, grads, _given(name, exercise))
-    except Exception as err:
-        return f"is right on fresh batches but raised {_one_line(err)} on {STRESS_WORDS}"
+    except Exception:  # a float32 habit (e.g. a float32 one-hot) raises in float64 only: the grader leaves it out
+        return None
     if _right(answer, name, grads, in_float64=True):
         return None
     where = ("far off in the batchnorm column of tiny variance and close elsewhere, as when the epsilon of "
@@ -627,7 +607,7 @@ def _diagnosis(name, answer=None):
                   others=others, argmax=argmax, targets=targets, repeated=repeated)
     mine = answer.detach().double().numpy()
     if mine.shape != reference.shape:
-        return diagnose_shape(mine, reference, clues)
+        return diagnose_shape(mine, reference, clues, name)
     return diagnose_values(mine, reference, clues, name)
 
 
@@ -640,6 +620,20 @@ def _current_batch():
     names = list(_model.INTERMEDIATES) + list(_model.PARAMETER_NAMES) + ["Xb", "Yb", "loss"]
     values = {v: globals()[v].detach() for v in names}
     return values, {v: _grad(v) for v in _model.INTERMEDIATES if _grad(v) is not None}
+
+
+def _right_from_right_inputs(cells, name):
+    """Whether your cells, which raised here, give the right d<name> when they get autograd's gradients for the
+    ones before it, as the grader runs them: then only an earlier gradient is missing or off."""
+    values, grads = _current_batch()
+    for p in _model.PARAMETER_NAMES:
+        if globals()[p].grad is not None:
+            grads[p] = globals()[p].grad
+    try:
+        answer = _rerun(cells, name, values, grads, _given(name, None))
+    except Exception:
+        return False
+    return _right(answer, name, grads) and _fresh_problem(cells, name) is None
 
 
 def _stale_from(cells):
@@ -668,10 +662,16 @@ def _session_problem(name, exercise, cells):
                                       f"NotImplementedError()`), run it, then run this one again.")
     if cells and cells[-1]["error"]:
         return "its cell raised", f"d{name}'s cell raised {cells[-1]['error']}: fix it, run it, then run this one again."
-    use = next((_autograd_use(c["source"]) for c in cells if _autograd_use(c["source"])), None)
+    use = _autograd_use(cells, name, exercise)
     current = globals().get("d" + name)
     if use and not (isinstance(current, torch.Tensor) and _autograds_own(current)):  # that one is named below
-        return "its cell asks autograd", f"d{name}'s cell asks autograd ({use}); derive it by hand."
+        return "its cell asks autograd", f"d{name}: {use}."
+    if exercise and cells:  # the grader's own rule for Exercises 2 and 3, with its words
+        rule = ONE_GO_RULES[exercise]
+        broken = _one_go.read_problem(cells[-1]["source"], "Exercise " + exercise[-1], tuple(rule["gives"]),
+                                      set(rule["refused"]))
+        if broken:
+            return "breaks the exercise's rule", f"d{name}: {broken}."
     return None
 
 
@@ -700,6 +700,10 @@ def _verdict(name, exercise):
     for cell in cells:
         cell.setdefault("exercise", exercise or "ex1")
     problem = _session_problem(name, exercise, cells) if _LOGGING else None
+    if problem and problem[0] == "its cell raised" and not exercise and _right_from_right_inputs(cells, name):
+        # the grader gives it full points: it runs the cell with right gradients before it
+        return _line(name, f"right, but its cell raised {cells[-1]['error']} here: an earlier gradient it reads is "
+                           f"missing or off"), None, True
     if problem:
         return _line(name, problem[0]), problem[1], False
     answer = None
@@ -731,10 +735,25 @@ def _verdict(name, exercise):
         return line, (f"d{name} was computed from an earlier forward pass: re-run the cells from d{stale}'s "
                       f"on."), False
     inputs = [] if exercise else _wrong_inputs(name)
-    if inputs and cells and detail.startswith("exact:") and _fresh_problem(cells, name) is None:
+    if inputs and cells and _fresh_problem(cells, name) is None:
         # right from right inputs, as the grader scores it: only the earlier mistake is to fix
         return line + f" | right, but d{inputs[0]} is off", None, True
     return line, _failure(name, detail, answer, inputs), False
+
+
+_passed = {}  # name -> (the d<name> tensor whose check passed, its in-place version counter then)
+
+
+def _changed_in_place():
+    """The gradients whose check passed and that were written into since (in place: +=, [...] =, .add_())."""
+    return [var for var, (tensor, version) in _passed.items()
+            if globals().get("d" + var) is tensor and tensor._version != version]
+
+
+def _aliasing_note(var, name):
+    return (f"note: d{var} changed after its own check passed: a cell wrote into it in place. After `d{name} = "
+            f"d{var}` both names are one tensor, and `d{name} += ...` changes d{var} too; start from "
+            f"`d{var}.clone()` instead, then re-run d{var}'s cell.")
 
 
 def check(name):
@@ -745,6 +764,12 @@ def check(name):
     name = EXERCISE_VARIABLE.get(name, name)
     line, message, passes = _verdict(name, exercise)
     print(line)
+    for var in _changed_in_place():
+        if var != name:
+            print(_aliasing_note(var, name))
+    current = globals().get("d" + name)
+    if passes and not exercise and isinstance(current, torch.Tensor):
+        _passed[name] = (current, current._version)
     if passes and "exact: False" in line and not _exact_explained:
         _exact_explained = True
         print("(exact: False is fine. Your float32 answer is computed in another order than autograd's, so the "
@@ -753,6 +778,19 @@ def check(name):
         print(f"(no cell run since the helpers cell sets d{name}, so it was not re-run on fresh batches)")
     if message and not GRADING:
         raise CheckFailed(message)
+
+
+def autograd_reference():
+    """Autograd's backward pass through the forward pass above, keeping the gradient of every intermediate
+    (retain_grad) and the graph (so that check() can ask for the share of each use of a variable). The forward cell
+    calls it last, so it also counts the forward passes: check() spots answers computed from an earlier one."""
+    global _forward_pass_count
+    _forward_pass_count += 1
+    for p in parameters:
+        p.grad = None
+    for name in _model.INTERMEDIATES:
+        globals()[name].retain_grad()
+    loss.backward(retain_graph=True)
 
 
 def progress():
@@ -765,7 +803,9 @@ def progress():
             status, detail = "wrong", f"could not be compared: {type(err).__name__}: {err}"
         counts[status] = counts.get(status, 0) + 1
         statuses[name] = status
-        print(f"{status:8s} {_line(name, detail)}")
+        changed = " (changed in place after its check passed: a later `=` then `+=`? use .clone())" \
+            if name in _changed_in_place() else ""
+        print(f"{status:8s} {_line(name, detail)}{changed}")
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not UNDER_NBGRADER:
         try:  # the same graph as show_graph(), coloured by status (draw_progress comes from the tutor cell below)
@@ -779,6 +819,7 @@ def progress():
 # Exercise 4: compare manual_backward with autograd on one batch of the wide network, before training with it.
 def backward_problems():
     """What differs between manual_backward and autograd on one batch, as a list of sentences."""
+    global _exact_explained
     params = init_parameters(200, seed=42)
     for p in params:
         p.requires_grad = True
@@ -789,7 +830,7 @@ def backward_problems():
     with torch.no_grad():
         mine = manual_backward(params, {k: v.detach() for k, v in cache.items()})
     names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
-    problems, right = [], {}
+    problems, right, inexact = [], {}, False
     for name, p, grad in zip(names, params, mine):
         right["d" + name] = False
         if not isinstance(grad, torch.Tensor):
@@ -801,10 +842,16 @@ def backward_problems():
             continue
         maxdiff = (grad - p.grad).abs().max().item()
         close = torch.allclose(grad, p.grad, rtol=1e-4, atol=1e-6 * p.grad.abs().max().item() + 5e-8)
-        print(f"{'d' + name:15s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}")
+        exact = torch.equal(grad.detach().to(p.grad.dtype), p.grad)  # the same columns as check() prints
+        print(f"{'d' + name:15s} | exact: {str(exact):5s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}")
         right["d" + name] = close
+        inexact = inexact or (close and not exact)
         if not close:
             problems.append(f"d{name}: {diagnose_values(grad.detach().double().numpy(), reference, clues).message}")
+    if inexact and not problems and not _exact_explained:
+        _exact_explained = True
+        print("(exact: False is fine: your float32 gradients are computed in another order than autograd's, so the "
+              "last bits differ; approximate: True is what counts.)")
     # which gradients are right tells where along the chain the first mistake is
     return [locate_in_chain(right)] + problems if problems else []
 
@@ -840,21 +887,23 @@ def finite_difference(f, x, eps=1e-6):
     return grad
 
 
-# Example: the local derivative of t**-1 is -t**-2.
+# Example, on a function the network does not use: the local derivative of sin is cos.
 t = torch.tensor([0.5, 2.0, 4.0])
-print(finite_difference(lambda x: (x**-1).sum(), t), "vs", -t.double() ** -2)
+print(finite_difference(lambda x: x.sin().sum(), t), "vs", t.double().cos())
 
 # %% nbgrader={"grade": false, "grade_id": "diagnoses", "locked": true, "schema_version": 3, "solution": false}
 # `backprop-ninja assign` fills this cell from the kit's backprop_ninja/diagnose.py and units table: how check()
 # names a likely mistake.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "tutor_md", "locked": true, "schema_version": 3, "solution": false}
-# ## When you are stuck: `hint` and `show_graph`
+# ### When you are stuck: `hint` and `show_graph`
 #
 # `hint("counts")` helps with one gradient, one step per call, so you can ask for exactly as much as you need:
 # the first call shows the lines that use `counts` and the rule that applies to them, the second gives the local
 # derivative of each of those lines, and the third shows the answer line itself (read from the course's solutions
-# notebook, if you have it). `hint("ex2")`, `hint("ex3")` and `hint("ex4")` work for the later exercises.
+# notebook, if you have it). `hint("ex2")`, `hint("ex3")` and `hint("ex4")` work for the later exercises: their
+# first call says which view to take, the second gives the steps of the derivation (Exercises 2 and 3) or the plan
+# of the function (Exercise 4), the third the answer.
 #
 # `show_graph()` draws the forward pass as a graph; `show_graph("counts")` highlights `counts` and the lines that
 # use it. `progress()` draws the same graph coloured by where you stand.
@@ -864,7 +913,7 @@ print(finite_difference(lambda x: (x**-1).sum(), t), "vs", -t.double() ** -2)
 # and draw_progress, in plain Python with matplotlib.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "model_md", "locked": true, "schema_version": 3, "solution": false}
-# ## The network
+# ### The network
 #
 # Each character gets a 10-dimensional embedding (`C`). The three embeddings of a context are concatenated and fed
 # to a hidden layer of 64 units (`W1`, `b1`), batch-normalised (`bngain`, `bnbias`), squashed with `tanh`, and
@@ -893,24 +942,20 @@ parameters = [C, W1, b1, W2, b2, bngain, bnbias]
 for p in parameters:
     p.requires_grad = True
 print(sum(p.nelement() for p in parameters), "parameters")
+batch_state = g.get_state()  # where the forward pass below draws its batch from, every time it runs
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "forward_md", "locked": true, "schema_version": 3, "solution": false}
 # ## The forward pass, one small step per line
 #
-# One minibatch of `n` examples goes through the network. Every line makes one named tensor, so every tensor has a
-# gradient you can write. At the end autograd runs the backward pass and keeps the gradient of every intermediate
-# (`retain_grad`), so that `check` has something to compare with. Note the shapes in the comments: they are half the
-# work of backpropagation.
-#
-# One detail of the batchnorm lines: the variance `bnvar` divides by $n-1$ (Bessel's correction), as in the
-# lecture. PyTorch's `nn.BatchNorm1d` normalises with the biased $1/n$ variance during training, so its numbers differ
-# a little from this network's; here, always use $n-1$.
+# One minibatch of `n` examples, one named tensor per line: each has a gradient for you to write, and the shapes in
+# the comments are half the work. The cell draws **the same minibatch every time it runs**, so running it again keeps
+# your answers valid. `bnvar` divides by $n-1$ (Bessel's correction), as in the lecture (`nn.BatchNorm1d` would use
+# $n$ while training).
 
 # %% nbgrader={"grade": false, "grade_id": "forward", "locked": true, "schema_version": 3, "solution": false}
-_forward_pass_count = globals().get("_forward_pass_count", 0) + 1  # check() spots answers from an earlier run
+g.set_state(batch_state)  # the same batch on every run of this cell: re-running it keeps your answers valid
 ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
 Xb, Yb = Xtr[ix], Ytr[ix]
-
 emb = C[Xb]                                       # (n, 3, 10) the embedding of each context character
 embcat = emb.view(emb.shape[0], -1)               # (n, 30)    the three embeddings side by side
 hprebn = embcat @ W1 + b1                         # (n, 64)    hidden layer, before batchnorm
@@ -931,14 +976,8 @@ counts_sum_inv = counts_sum**-1                   # (n, 1)
 probs = counts * counts_sum_inv                   # (n, 27)    softmax
 logprobs = probs.log()                            # (n, 27)
 loss = -logprobs[range(n), Yb].mean()             # ()         mean negative log-likelihood
-
-for p in parameters:
-    p.grad = None
-for t in [logprobs, probs, counts_sum_inv, counts_sum, counts, norm_logits, logit_maxes, logits, h, hpreact,
-          bnraw, bnvar_inv, bnvar, bndiff2, bndiff, bnmeani, hprebn, embcat, emb]:
-    t.retain_grad()
-loss.backward(retain_graph=True)  # kept, so that check() can ask autograd for the share of each use of a variable
 print("loss", loss.item())
+autograd_reference()  # autograd's backward pass, keeping every gradient for check() to compare with
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "ex1_md", "locked": true, "schema_version": 3, "solution": false}
 # # Exercise 1: backpropagate through every step
@@ -948,26 +987,20 @@ print("loss", loss.item())
 #
 # > `dx` = (local derivative of the line that *used* `x`) × (gradient of that line's result),
 #
-# and two rules cover almost every trap:
+# where × is a product entry by entry, except after a matrix product: there it is a matrix product with the other
+# factor transposed (the shapes tell you on which side). Two rules cover almost every trap:
 #
 # * **Broadcasting in the forward pass means a sum in the backward pass.** If a `(1, 64)` tensor was stretched over
 #   `n` rows, each row sent gradient back to it: add them up with `.sum(0, keepdim=True)`.
 # * **A tensor used twice collects gradient from both uses.** The two contributions add up.
 #
-# Each cell may use every tensor of the forward pass, `n`, and the gradients you wrote above it. When the grader
-# re-runs a cell it hands it the correct upstream gradients, so a mistake in one cell never costs you the next.
-#
-# Above each answer cell you will find what the forward line does, the shapes involved and which trap applies; the
-# calculus is yours. If you get stuck, `hint` gives you one more step each time you call it.
+# Each cell may use every tensor of the forward pass, `n`, and the gradients you wrote above it.
 #
 # ### `dlogprobs`, shape `(n, 27)`
-# The last line, `loss = -logprobs[range(n), Yb].mean()`, reads one entry from each of the `n` rows of `logprobs`:
-# the log-probability the network gave to the correct next character `Yb`. It averages those `n` numbers and flips the
-# sign, which leaves a single number, shape `()`. Ask yourself two questions: which entries of `logprobs` does the loss
-# actually read, and how much does the loss move when you nudge one of them? And what happens when you nudge an entry
-# it never reads? Your answer has the shape of `logprobs`, `(n, 27)`.
-#
-# Stuck? `hint("logprobs")`
+# The last line, `loss = -logprobs[range(n), Yb].mean()`, reads one entry from each of the `n` rows of `logprobs`
+# (the log-probability of the correct next character `Yb`), averages those `n` numbers and flips the sign. Which
+# entries does the loss read, and how much does it move when you nudge one of them? And when you nudge an entry it
+# never reads? Your answer has the shape of `logprobs`, `(n, 27)`. Stuck? `hint("logprobs")`
 
 # %% nbgrader={"grade": false, "grade_id": "ex1_logprobs", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -987,7 +1020,8 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logprobs")
 # tensors are `(n, 27)`, and each entry of `logprobs` depends only on the entry of `probs` in the same place: no
 # broadcast, nothing to sum, just a rule applied element by element and the chain rule.
 #
-# Once `check` passes, look at your `dprobs`: which entries are largest, and why does that make sense for learning?
+# Once `check` passes, look at your `dprobs`: which entries are largest in magnitude (none is positive), and why does
+# that make sense for learning?
 #
 # Stuck? `hint("probs")`
 
@@ -1028,6 +1062,12 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_counts_sum_
 # `counts_sum_inv = counts_sum**-1` takes the reciprocal of each row sum, entry by entry. Both tensors are `(n, 1)`,
 # one number per row, and each result depends only on the input in the same place: nothing was broadcast, so there is
 # nothing to sum. The line raises `counts_sum` to a power, so a rule from school calculus applies.
+#
+# Why `counts_sum**-1` and not `1 / counts_sum`? Both give the same numbers, but autograd differentiates each its own
+# way: a power by the power rule, a division from its result (as minus the result squared). Written as a power, the
+# power rule you apply is the very computation autograd does, so your answer can agree with it to the last bit
+# (`exact: True`); after a division, the same derivative computed your way would differ in the last bits, right
+# only approximately.
 #
 # Stuck? `hint("counts_sum")`
 
@@ -1092,8 +1132,9 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_norm_logits
 # **broadcast** across the 27 entries of its row, so each number is used 27 times, and its gradient must come back to
 # `(n, 1)`. Mind the sign: it is subtracted.
 #
-# When `check` passes, look at your numbers: they are zero up to rounding. That is the point of the trick: subtracting
-# any constant from a row of logits leaves the softmax unchanged, so the loss cannot depend on `logit_maxes`.
+# When `check` passes, look at your numbers: they are zero up to rounding. The maximum is subtracted for numerical
+# safety (the exponential of a large logit would overflow), and what allows it is that subtracting any constant from
+# a row of logits leaves the softmax unchanged: so the loss cannot depend on `logit_maxes`.
 #
 # Stuck? `hint("logit_maxes")`
 
@@ -1116,8 +1157,14 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_logit_maxes
 # * in `logit_maxes = logits.max(1, keepdim=True).values`, which keeps only the largest of the 27 entries of each row,
 #   giving `(n, 1)`. Ask which entries of a row the maximum actually depends on.
 #
-# Work out each branch with the shape `(n, 27)`, then add them. Two tools may help: `logits.max(1).indices` tells you
-# where the maxima are, and `F.one_hot` turns a tensor of indices into a tensor of 0s and 1s.
+# Work out each branch with the shape `(n, 27)`, then add them. If you add them in two statements, mind a trap of
+# Python: after `dx = dy` the two names are *one* tensor, so a following `dx += ...` also changes `dy`, a gradient
+# you have already checked. Start from a copy, `dx = dy.clone()`, or add both branches in one expression (which makes
+# a new tensor); `check` says so when an earlier gradient changed after its check passed. Two tools may help: `logits.max(1).indices` tells you
+# where the maxima are, and `F.one_hot` turns a tensor of indices into a tensor of 0s and 1s. Give it
+# `num_classes=27` (or `logits.shape[1]`): by default it makes only as many columns as the largest index plus one, so
+# on a batch where no index reaches the last column it is too narrow, and the next operation stops with a size
+# mismatch between the two tensors.
 #
 # Stuck? `hint("logits")`
 
@@ -1266,7 +1313,7 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnvar_inv")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bnvar_md", "locked": true, "schema_version": 3, "solution": false}
 # ### `dbnvar`, shape `(1, 64)`
-# `bnvar_inv = (bnvar + 1e-5)**-0.5` turns each variance into one over the standard deviation, entry by entry; the
+# `bnvar_inv = (bnvar + 1e-5) ** -0.5` turns each variance into one over the standard deviation, entry by entry; the
 # small `1e-5` keeps it away from a division by zero. Both tensors are `(1, 64)`: nothing broadcast, nothing to sum.
 # It is a power again, as for `counts_sum`, only with another exponent and a constant added inside. Keep the `1e-5`
 # where the forward pass had it.
@@ -1286,7 +1333,7 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bnvar")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "bndiff2_md", "locked": true, "schema_version": 3, "solution": false}
 # ### `dbndiff2`, shape `(n, 64)`
-# `bnvar = 1/(n-1) * bndiff2.sum(0, keepdim=True)` adds up each column of `bndiff2`, `(n, 64)`, over the batch and
+# `bnvar = 1 / (n - 1) * bndiff2.sum(0, keepdim=True)` adds up each column of `bndiff2`, `(n, 64)`, over the batch and
 # scales the `(1, 64)` result: the variance of each hidden unit. Every entry of a column enters its column's sum in the
 # same way, so ask how much one entry moves the sum, and then the scale. Mind the scale: the variance divides by $n-1$
 # (Bessel's correction, an unbiased estimate for a small batch), not by $n$. Your answer has the shape of `bndiff2`,
@@ -1334,6 +1381,10 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex1_bndiff")
 # `bnmeani` holds the batch mean of each hidden unit. It is used in `bndiff = hprebn - bnmeani`, which subtracts the
 # `(1, 64)` row from every one of the `n` rows of `hprebn`, `(n, 64)`: the row is **broadcast** down the batch, and
 # it is subtracted, so mind the sign. Its gradient must come back to `(1, 64)`.
+#
+# If you follow the lecture here: its line for this gradient sums without `keepdim=True` and so has shape `(64,)`.
+# The lecture's comparison let that pass, since `(64,)` broadcasts like `(1, 64)`, but here a gradient has exactly its
+# variable's shape, and a `(64,)` answer fails the shape check.
 #
 # Stuck? `hint("bnmeani")`
 
@@ -1472,13 +1523,16 @@ progress()
 # %% [markdown] nbgrader={"grade": false, "grade_id": "ex2_md", "locked": true, "schema_version": 3, "solution": false}
 # # Exercise 2: cross-entropy in one go
 #
-# Ten lines of Exercise 1 (from `logits` to `loss`) are, together, just `F.cross_entropy(logits, Yb)`. Their combined
-# gradient is remarkably simple. Derive it on paper for a single row: write the loss as
-# $-\log \frac{e^{l_y}}{\sum_j e^{l_j}}$, differentiate with respect to one logit $l_i$, and treat $i = y$ and
-# $i \ne y$ separately. Then remember that the batch loss is the *mean* of the rows.
+# The 8 lines of the forward pass after `logits` (from `logit_maxes` to `loss`) are, together, just
+# `F.cross_entropy(logits, Yb)`. Their combined gradient is remarkably simple. Derive it on paper for a single row:
+# write the loss as $-\log \frac{e^{l_y}}{\sum_j e^{l_j}}$, differentiate with respect to one logit $l_i$, and treat
+# $i = y$ and $i \ne y$ separately. Then remember that the batch loss is the *mean* of the rows.
 #
-# Write `dlogits`, shape `(n, 27)` like `logits`, in one or two lines, from `logits` and `Yb` alone. (`F.softmax` is
-# allowed; `F.cross_entropy` is not what we are asking for.) Its check, `check("ex2")`, grades this cell's answer
+# Write `dlogits`, shape `(n, 27)` like `logits`, in 3 lines or fewer, from `logits`, `Yb` and `n` alone.
+# `F.softmax` and `F.log_softmax` are allowed (they compute values of the forward pass); `F.cross_entropy`,
+# `F.nll_loss` and the tensors and gradients of Exercise 1 (`probs`, `counts`, `dlogprobs`, ...) are not: the grader
+# refuses a cell that reads them, and `check("ex2")` names the line. A name you compute in the cell itself is yours,
+# even if it is called `probs`. Its check, `check("ex2")`, grades this cell's answer
 # alone: the `dlogits` of Exercise 1 does not count, and this cell is re-run with none of Exercise 1's gradients.
 #
 # Stuck? `hint("ex2")`
@@ -1490,9 +1544,10 @@ print(loss_fast.item(), "difference from the exploded loss:", (loss_fast - loss)
 # %% nbgrader={"grade": false, "grade_id": "ex2_logits", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
 # What the gradient is: in each row, the predicted probabilities, minus 1 at the correct character, all over n
-# (the loss is a mean). Gradient descent pulls the correct logit up and pushes every other logit down, each in
-# proportion to the probability it took, and the pushes and pulls in a row add up to exactly zero. In the picture
-# below, the one dark square of each row is the correct character, the lighter ones the characters pushed down.
+# (the loss is a mean). Gradient descent pulls the correct logit up, by 1 minus its probability, and pushes every
+# other logit down, by its probability, each divided by n; the pushes and pulls in a row add up to exactly zero, and
+# none is larger than 1/n in magnitude. In the picture below, the one dark square of each row is the correct
+# character, the lighter ones the characters pushed down.
 dlogits = F.softmax(logits, 1)
 dlogits[range(n), Yb] -= 1
 dlogits /= n
@@ -1508,9 +1563,10 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex2_logits")
 # Look at what your gradient *is*. The picture below is your `dlogits` on this notebook's batch: one row per
 # example, one column per character. Before you run it, predict what you will see. In a row, which square stands
 # out, and is its gradient positive or negative? What does that tell gradient descent to do to that logit, and to
-# the others? What should each row add up to? (Think of what adding the same number to every logit of a row does to
-# the probabilities.) The cell prints the largest row sum, so you can test the last guess. In the solutions notebook,
-# the answer cell above explains the picture.
+# the others? How large can an entry be, given that the loss is the mean over the $n$ rows (the $1/n$)? What should
+# each row add up to? (Think of what adding the same number to every logit of a row does to the probabilities.) The
+# cell prints the largest row sum, so you can test the last guess. In the solutions notebook, the answer cell above
+# explains the picture.
 
 # %% nbgrader={"grade": false, "grade_id": "ex2_picture", "locked": true, "schema_version": 3, "solution": false}
 if not UNDER_NBGRADER:  # the picture is for you; the grader has no screen
@@ -1533,8 +1589,9 @@ if not UNDER_NBGRADER:  # the picture is for you; the grader has no screen
 # for each of the 64 hidden units separately. Given `dhpreact`, write `dhprebn` in one expression.
 #
 # The shapes: `hprebn`, `bnraw` (that is $\hat{x}$), `dhpreact` and your answer are `(n, 64)`; `bngain` ($\gamma$)
-# and `bnvar_inv` ($1/\sqrt{\sigma^2+\epsilon}$) are `(1, 64)` rows, broadcast down the batch, so any sum over the
-# batch in your formula is a `(1, 64)` row too.
+# and `bnvar_inv` ($1/\sqrt{\sigma^2+\epsilon}$) are `(1, 64)` rows, broadcast down the batch. A sum over the batch,
+# `.sum(0)`, gives a `(64,)` vector, and `.sum(0, keepdim=True)` a `(1, 64)` row; inside this formula both broadcast
+# down the batch the same way, so either is fine.
 #
 # How to get there: for one hidden unit, $x_i$ influences the loss along three paths: directly through
 # $\hat{x}_i$, through $\mu$ (which every $\hat{x}_j$ uses), and through $\sigma^2$ (which every $\hat{x}_j$ uses
@@ -1544,7 +1601,9 @@ if not UNDER_NBGRADER:  # the picture is for you; the grader has no screen
 # -\frac{2}{n-1}\sum_i (x_i-\mu)$ and the deviations from the mean sum to zero. Then collect the terms, and watch the
 # $n$ versus $n-1$: the mean divides by $n$, the variance by $n-1$.
 #
-# You may use `bngain`, `bnvar_inv`, `bnraw`, `dhpreact` and `n`. Not `F.batch_norm`. Its check, `check("ex3")`,
+# You may use `hprebn`, `bngain`, `bnvar_inv`, `bnraw`, `dhpreact` and `n`, and what you compute from them in the
+# cell. Not `F.batch_norm`, and not the other tensors or gradients of Exercise 1 (`bnmeani`, `bnvar`, `dbnraw`, ...):
+# the grader refuses a cell that reads them, and `check("ex3")` names the line. Its check, `check("ex3")`,
 # grades this cell's answer alone: the `dhprebn` of Exercise 1 does not count, and of Exercise 1's gradients this
 # cell is re-run with `dhpreact` only.
 #
@@ -1579,7 +1638,10 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex3_hprebn")
 # compares your function with autograd on one batch before the training loop uses it.
 #
 # Speed matters a little now: the function runs 200,000 times. Indexing with a Python `range` (`x[range(n), Yb]`)
-# is slow; `F.one_hot` or `torch.arange(n)` does the same job many times faster.
+# is slow; `F.one_hot` or `torch.arange(n)` does the same job many times faster. Give `F.one_hot` its
+# `num_classes=vocab_size`: without it, it makes only as many columns as the largest index in `Yb` plus one, so a
+# batch whose targets miss the last character (`z`, which most batches do) gets fewer than 27 columns, and the
+# subtraction from the `(n, 27)` softmax stops with a size mismatch.
 #
 # Stuck? `hint("ex4")`
 
@@ -1592,8 +1654,8 @@ def forward(parameters, Xb, Yb):
     emb = C[Xb]
     embcat = emb.view(emb.shape[0], -1)
     hprebn = torch.addmm(b1, embcat, W1)
-    bnmean = hprebn.mean(0, keepdim=True)
-    bndiff = hprebn - bnmean
+    bnmeani = hprebn.mean(0, keepdim=True)
+    bndiff = hprebn - bnmeani
     bnvar = (bndiff**2).sum(0, keepdim=True) / (Xb.shape[0] - 1)  # as hprebn.var(0), which is slower here
     bnvar_inv = (bnvar + 1e-5) ** -0.5
     bnraw = bndiff * bnvar_inv
@@ -1601,7 +1663,7 @@ def forward(parameters, Xb, Yb):
     h = torch.tanh(hpreact)
     logits = torch.addmm(b2, h, W2)
     loss = F.cross_entropy(logits, Yb)
-    cache = dict(Xb=Xb, Yb=Yb, emb=emb, embcat=embcat, hprebn=hprebn, bnmean=bnmean, bnvar=bnvar,
+    cache = dict(Xb=Xb, Yb=Yb, emb=emb, embcat=embcat, hprebn=hprebn, bnmeani=bnmeani, bnvar=bnvar,
                  bnvar_inv=bnvar_inv, bnraw=bnraw, hpreact=hpreact, h=h, logits=logits)
     return loss, cache
 
@@ -1652,6 +1714,11 @@ from backprop_ninja.hidden import grade_unit; assert grade_unit("ex4_backward")
 # On a laptop CPU this takes a few minutes. To try a short run first, set `max_steps` in the next cell to a small
 # number such as 2000 and run it (this works on Colab too). Validate and the autograder always train on a short
 # schedule of their own, whatever you set here.
+#
+# **What to expect.** With a correct backward pass the evaluation below prints a validation loss of about 2.11 after
+# the full schedule (train loss about 2.07, as in the lecture), about 2.36 after a short run of 2,000 steps, and about
+# 2.42 after the 1,000 steps of Validate and the autograder. A run that ends clearly higher than that, or whose loss
+# stops falling early, points to a gradient that is still off.
 
 # %%
 max_steps = int(os.environ.get("BACKPROP_NINJA_STEPS") or 200_000)  # e.g. max_steps = 2000 for a short first run

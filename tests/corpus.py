@@ -270,6 +270,37 @@ ISSUE_9_1: tuple[Submission, ...] = (
 )
 
 
+# ---- issue 15.7: messages that name what is really wrong ----
+# Each message is held to its words in the grader (test_corpus.py) and in the notebook (test_diagnosis_agreement.py).
+ISSUE_15_7: tuple[Submission, ...] = (
+    # += through an index tensor writes each repeated row once, just as = does: the lesson is index_add_ or a loop
+    Submission("C_plus_equals_through_an_index", "mistake",
+               {"ex1_C": "dC = torch.zeros_like(C)\ndC[Xb] += demb"},
+               {"ex1_C": wrong("appear more than once", "+= keeps only one copy per row, just as = does",
+                               "index_add_", "a loop")}),
+    # probs * dprobs is exactly dlogprobs (probs times 1/probs is 1): the values coincide with a gradient two lines
+    # on, and the mistake is starting from dprobs instead of dcounts
+    Submission("norm_logits_from_a_later_gradient", "mistake",
+               {"ex1_norm_logits": "dnorm_logits = probs * dprobs"},
+               {"ex1_norm_logits": wrong("equals the gradient of `logprobs`", "the values only coincide",
+                                         "comes through `counts`", "start from dcounts")}),
+    # Exercise 1 rebuilt from dbnraw: the share through bndiff2 (the variance) is lost, and it belongs to the branch
+    # through bndiff; bnvar is not a line that uses hprebn
+    Submission("hprebn_without_the_variance_share", "mistake",
+               {"ex1_hprebn": ("dhprebn = bnvar_inv * dbnraw\n"
+                               "dhprebn += (1.0 / n) * torch.ones_like(hprebn) * (-(bnvar_inv * dbnraw)).sum(0, "
+                               "keepdim=True)")},
+               {"ex1_hprebn": wrong("part of the branch through `bndiff` is missing",
+                                    "`bnvar`, which does not use `hprebn` itself")}),
+    # one row where the variable has n: the rule, not only the shapes
+    Submission("bndiff2_left_as_a_row", "mistake",
+               {"ex1_bndiff2": "dbndiff2 = (1.0 / (n - 1)) * dbnvar"},
+               {"ex1_bndiff2": wrong("instead of (", "so its gradient has that shape too",
+                                     "a sum in the forward pass is a broadcast in the backward pass",
+                                     "along axis 0")}),
+)
+
+
 CORPUS: tuple[Submission, ...] = (
     # ---- Exercise 1: one typical mistake per unit ----
     Submission("logprobs_sign", "mistake",
@@ -412,7 +443,8 @@ CORPUS: tuple[Submission, ...] = (
                                "dlogits /= n")},
                {"ex2_logits": wrong("nearly right", "float64", "inside an exp")}),
     Submission("near_ex3_eps_dropped", "mistake",
-               {"ex3_hprebn": "dhprebn = bngain * bnvar**-0.5 / n * (n * dhpreact - dhpreact.sum(0)"
+               {"ex3_hprebn": "var = hprebn.var(0, keepdim=True)\n"  # Exercise 3 is not given bnvar: its own
+                              "dhprebn = bngain * var**-0.5 / n * (n * dhpreact - dhpreact.sum(0)"
                               " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))"},
                {"ex3_hprebn": wrong("nearly right", "variance is tiny", "epsilon")}),
     # float32 habits on the float64 replay: right answers, never a near-miss
@@ -603,6 +635,7 @@ CORPUS: tuple[Submission, ...] = (
                         "keepdim=True keeps a dimension that `b2` does not have"),
         "ex1_b1": wrong("`b1` has shape (64,), a vector", "keepdim=True keeps a dimension that `b1` does not have"),
     }),
+    *ISSUE_15_7,  # ---- issue 15.7: messages that teach the real lesson (defined above) ----
 )
 
 # These cells test the second line, the sandbox and the run-time blocks, so they are graded with `--code any`; the

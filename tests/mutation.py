@@ -133,8 +133,7 @@ def _answers(unit: units.Unit, source: str, replay: model.Replay) -> dict[str, t
     exec(compile(source, f"<mutant of {unit.grade_id}>", "exec"), ns)
     if unit.exercise == 4:
         parameters = [replay.values64[name].clone() for name in model.PARAMETER_NAMES]
-        cache = {name: replay.values64["bnmeani" if name == "bnmean" else name].clone()
-                 for name in worker_side.EX4_CACHE}
+        cache = {name: replay.values64[name].clone() for name in worker_side.EX4_CACHE}
         return dict(zip(units.EX4_RETURNS, ns["manual_backward"](parameters, cache)))
     return {unit.answer: ns[unit.answer]}
 

@@ -124,10 +124,10 @@ def test_source_follows_the_unit_table():
 
 def test_notebook_forward_pass_is_the_graders(names_file):
     """The notebook's set-up cells build exactly the batch and loss the grader replays as 'the notebook's own'."""
-    nb = jupytext.read(assign.text_source(ROOT), fmt="py:percent")
+    nb = nbformat.read(assign.notebook_path(ROOT, "source"), as_version=4)  # the diagnoses cell filled in
     namespace = {}
-    for cell in nb.cells:
-        if _grade_id(cell) in ("imports", "data", "vocab", "model", "forward"):
+    for cell in nb.cells:  # the forward cell ends with autograd_reference(), from the helpers cell
+        if _grade_id(cell) in ("imports", "data", "vocab", "helpers", "diagnoses", "model", "forward"):
             code = cell.source.replace('fetch_names()', f'fetch_names({str(names_file)!r})')
             exec(compile(code, _grade_id(cell), "exec"), namespace)
     X, Y = model.build_dataset(model.split_words(names_file.read_text().splitlines())[0])
@@ -218,6 +218,19 @@ def test_the_tutor_cell_comes_from_the_table_and_the_switch_leaves_the_hints_out
     for with_hints in (True, False):
         nb = nbformat.read(assign.build_source_notebook(tmp_path, with_hints=with_hints), as_version=4)
         cells[with_hints] = next(cell.source for cell in nb.cells if cell.get("id") == assign.TUTOR_CELL)
-        assert cells[with_hints] == tutor.notebook_code(with_hints=with_hints)
+        title = f"# @title {assign.HIDDEN_CELLS[assign.TUTOR_CELL]}\n"  # shown collapsed, under this title
+        assert cells[with_hints] == title + tutor.notebook_code(with_hints=with_hints)
     some_hint = next(iter(units.BY_ID["ex1_counts"].hints.values()))
     assert some_hint in cells[True] and some_hint not in cells[False]
+
+
+def test_the_machinery_cells_open_collapsed_under_a_title(tmp_path):
+    release = nbformat.read(assign.notebook_path(ROOT, "release"), as_version=4)
+    hidden = {cell.get("id"): cell for cell in release.cells if cell.metadata.get("jupyter", {}).get("source_hidden")}
+    assert set(hidden) == set(assign.HIDDEN_CELLS)
+    for grade_id, cell in hidden.items():
+        assert cell.metadata["cellView"] == "form"  # Colab's way: a form showing the title line only
+        assert cell.source.splitlines()[0] == f"# @title {assign.HIDDEN_CELLS[grade_id]}"
+    # the answer cells and the network stay in view
+    shown = [cell for cell in release.cells if cell.get("id") in ("model", "forward", "ex1_logprobs")]
+    assert len(shown) == 3 and not any(cell.metadata.get("jupyter") for cell in shown)

@@ -24,8 +24,10 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
+from backprop_ninja import assign, units
 from backprop_ninja.assign import REPO, notebook_path
 from backprop_ninja.examples import filled
+from backprop_ninja.grade import grade_notebook
 from browser import CHROMIUM_ARGS, STDERR, Lab, Notebook, Screenshots, chromium_path, nbgrader_validate, remove
 
 RIGHT = ["ex1_logprobs", "ex1_probs", "ex1_counts_sum_inv"]
@@ -272,3 +274,63 @@ def test_validate_command_fails_the_blank_notebook(course, lab):
         f"Validate does not name the release's test cells as the failing ones:\n{output[:3000]}"
     assert "CheckFailed: dlogprobs is not defined yet" in output, \
         f"Validate does not say what is missing in the first unit:\n{output[:2000]}"
+
+
+# --- Validate is the grader's verdict: the cells it fails are exactly the units the grader does not give full points
+
+def _unit_of_check(opening_line: str) -> str | None:
+    """The grade_id a test cell's first line checks: check("probs") -> ex1_probs, check("ex2") -> ex2_logits."""
+    if opening_line.startswith("check_backward()"):
+        return "ex4_backward"
+    found = re.match(r'check\("(\w+)"\)', opening_line)
+    if not found:
+        return None
+    return {"ex2": "ex2_logits", "ex3": "ex3_hprebn"}.get(found.group(1), f"ex1_{found.group(1)}")
+
+
+def _validate_cases(solutions) -> dict[str, dict[str, str]]:
+    ex1 = [u.grade_id for u in units.EXERCISE_1]
+    half = {gid: solutions[gid] for gid in ex1[:13]}
+    half[WRONG] = sign_flipped(solutions[WRONG])  # dcounts, dnorm_logits, ... build on it: right from right inputs
+    raising = {gid: solutions[gid] for gid in ex1}
+    raising["ex1_h"] = "dh = dlogits @ W2"  # a shape error; dhpreact's right cell then raises NameError
+    return {"exercise_1_only": {gid: solutions[gid] for gid in ex1}, "half_done": half, "raising": raising,
+            "complete": dict(solutions)}
+
+
+@pytest.mark.parametrize("case", ["exercise_1_only", "half_done", "raising", "complete"])
+def test_validate_fails_exactly_the_units_the_grader_does_not_give_full_points(course, lab, solutions, case):
+    release = nbformat.read(notebook_path(REPO, "release"), as_version=4)
+    path = course["root"] / f"validate_{case}.ipynb"
+    nbformat.write(filled(release, _validate_cases(solutions)[case]), path)
+
+    output = nbgrader_validate(path, lab.env, timeout_s=600)
+    failed = {_unit_of_check(line) for line in cli_failed_cells(output)}
+    result = grade_notebook(path)
+    short = {v.unit for v in result.verdicts if v.points < v.max_points}
+    assert failed == short, (f"Validate fails {sorted(failed - short)} that the grader gives full points, and passes "
+                             f"{sorted(short - failed)} that it does not:\n{output[:3000]}")
+    assert ("Success" in output) == (not short)
+    for block in output.split("The error was:")[1:]:  # each failure is one line the dialog can show whole
+        error = next(line.strip() for line in block.splitlines() if line.strip().startswith("CheckFailed"))
+        assert len(error) <= 400, error
+
+
+# --- the notebook opens on the work: machinery collapsed, Exercise 1's first answer cell within two screens -------
+
+def test_the_release_opens_on_the_exercise(course, lab, browser, shots):
+    notebook = open_notebook(browser, lab, shots, "blank.ipynb", course["blank_cells"])
+    release = nbformat.read(notebook_path(REPO, "release"), as_version=4)
+    first_answer = index_of(release, "ex1_logprobs")
+    top = notebook.cell(0).bounding_box()["y"]
+    screen = notebook.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer").first \
+        .bounding_box()["height"]
+    answer = notebook.cell(first_answer).bounding_box()
+    print(f"first answer cell at {answer['y'] - top:.0f} px of a {screen:.0f} px screen")
+    if answer["y"] + answer["height"] - top > 2 * screen:
+        notebook.fail("opening", f"Exercise 1's first answer cell ends {answer['y'] + answer['height'] - top:.0f} px "
+                                 f"down, beyond the first two screens ({2 * screen:.0f} px)", first_answer)
+    placeholders = notebook.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPlaceholder").count()
+    if placeholders < len(assign.HIDDEN_CELLS):
+        notebook.fail("opening", f"{placeholders} cells show collapsed; {len(assign.HIDDEN_CELLS)} should")
+    notebook.page.close()

@@ -15,7 +15,7 @@ from backprop_ninja import units
 from backprop_ninja.grade import compare, engine
 from backprop_ninja.grade.evidence import build_evidence
 from backprop_ninja.notebook_diagnoses import CELL as DIAGNOSES_CELL
-from tests.corpus import CORPUS
+from tests.corpus import CORPUS, ISSUE_15_7
 
 SETUP_UNTIL = "forward"  # the notebook's cells up to this grade_id make the forward pass that check() reads
 GRADED_HERE = [u for u in units.UNITS if u.exercise in (1, 2, 3)]
@@ -69,8 +69,8 @@ def _answers_until(unit_wanted: units.Unit, answers: dict[str, str], solutions: 
     raise AssertionError(unit_wanted.grade_id)
 
 
-@pytest.mark.parametrize("submission, grade_id", MISTAKES, ids=[f"{s.name}-{g}" for s, g in MISTAKES])
-def test_notebook_and_grader_name_the_same_mistake(submission, grade_id, notebook, grader_evidence, solutions):
+def _diagnose_both(submission, grade_id, notebook, grader_evidence, solutions):
+    """(the notebook's diagnosis, the grader's check) of one submission's answer for `grade_id`."""
     unit = units.BY_ID[grade_id]
     for name in [k for k in notebook if k.startswith("d") and k[1:] in units.SHAPES]:
         del notebook[name]  # a fresh student: no gradient of an earlier submission left over
@@ -80,12 +80,33 @@ def test_notebook_and_grader_name_the_same_mistake(submission, grade_id, noteboo
     in_notebook = notebook["_diagnosis"](unit.var)
     answer = notebook["d" + unit.var].detach().double().numpy()
     _, evidence = grader_evidence
-    in_grader = compare.check_answer(answer, evidence[grade_id], unit)
+    return in_notebook, compare.check_answer(answer, evidence[grade_id], unit)
+
+
+@pytest.mark.parametrize("submission, grade_id", MISTAKES, ids=[f"{s.name}-{g}" for s, g in MISTAKES])
+def test_notebook_and_grader_name_the_same_mistake(submission, grade_id, notebook, grader_evidence, solutions):
+    unit = units.BY_ID[grade_id]
+    in_notebook, in_grader = _diagnose_both(submission, grade_id, notebook, grader_evidence, solutions)
 
     assert not in_grader.ok and in_notebook is not None
     assert in_notebook.kind == in_grader.kind, (in_notebook.message, in_grader.mistake)
     status, _ = notebook["_compare"](unit.var)
     assert status == "wrong"  # the notebook's own pass/fail agrees with the grader's on this batch
+
+
+TAUGHT = [(s, gid) for s in ISSUE_15_7 for gid in s.expected]
+
+
+@pytest.mark.parametrize("submission, grade_id", TAUGHT, ids=[f"{s.name}-{g}" for s, g in TAUGHT])
+def test_notebook_and_grader_teach_the_same_lesson(submission, grade_id, notebook, grader_evidence, solutions):
+    """Issue 15.7: the messages that name the real lesson (+= through an index, a gradient that only coincides, the
+    branch a missing path belongs to, the rule behind a collapsed shape) read the same in the notebook's check."""
+    in_notebook, in_grader = _diagnose_both(submission, grade_id, notebook, grader_evidence, solutions)
+    for words in submission.expected[grade_id].words:
+        assert words.lower() in in_grader.mistake.lower(), (words, in_grader.mistake)
+        assert words.lower() in in_notebook.message.lower(), (words, in_notebook.message)
+    assert "take one more step back" not in in_grader.mistake  # the coincidence is not an unfinished step
+    assert "the path through `bnvar` is missing" not in in_grader.mistake  # bnvar is no use of hprebn in Exercise 1
 
 
 def test_the_corpus_covers_the_main_classes():

@@ -479,3 +479,17 @@ def test_the_split_is_the_notebooks_and_leaves_the_global_generator_alone(names_
     random.seed(42)  # what the notebook does
     random.shuffle(expected)
     assert train == expected[:int(0.8 * len(words))]
+
+
+def test_exercise_4s_cache_names_the_mean_as_exercise_1_does_and_keeps_the_old_name(tmp_path, names_file):
+    """The cache holds `bnmeani`, as in Exercise 1; a notebook released before that change read `bnmean`, and the
+    grader still hands it the same tensor under that name (issue 15)."""
+    reads_both = CORRECT_CELLS["ex4_backward"].replace("def manual_backward(", "def reference_backward(") + """
+
+def manual_backward(parameters, cache):
+    if cache["bnmean"] is not cache["bnmeani"]:
+        raise ValueError("two different tensors")
+    return reference_backward(parameters, cache)
+"""
+    result = grade_notebook(write_submission(tmp_path / "both.ipynb", with_changes(ex4_backward=reads_both)), **SHORT)
+    assert_only(result, {})

@@ -265,3 +265,72 @@ def test_the_patterns_let_the_steps_through():
              "∂L/∂σ² = −½ (σ² + ε)^(−3/2) Σ_j (∂L/∂x\u0302_j)(x_j − μ), and ∂μ/∂x_i = 1/n.",
              "the mean divides by $n$, the variance by $n-1$"]
     assert [answers_stated(step) for step in steps] == [[]] * len(steps)
+
+
+# ---- issue 15.8: the numbers in the text are counted from the source ----
+
+def _cells() -> dict[str, str]:
+    nb = jupytext.read(text_source(REPO), fmt="py:percent")
+    return {cell.metadata.get("nbgrader", {}).get("grade_id", ""): cell.source for cell in nb.cells}
+
+
+def _forward_names() -> list[str]:
+    """The names the forward cell assigns, one per line, from the embedding lookup to the loss."""
+    import ast
+
+    names = [node.targets[0].id for node in ast.parse(_cells()["forward"]).body
+             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)]
+    return names[names.index("emb"): names.index("loss") + 1]
+
+
+def _stated(pattern: str, text: str) -> int:
+    found = re.search(pattern, text)
+    assert found, f"the text no longer says {pattern!r}: update this test with the sentence"
+    return int(found.group(1))
+
+
+def test_the_step_counts_in_the_text_are_those_of_the_forward_pass():
+    cells, names = _cells(), _forward_names()
+    assert names[-1] == "loss" and "logits" in names
+    assert _stated(r"cut into (\d+) small steps", cells["intro"]) == len(names)
+    assert _stated(r"(\d+) gradients in all", cells["intro"]) == len(EXERCISE_1)
+    after_logits = names[names.index("logits") + 1:]
+    assert _stated(r"The (\d+) lines of the forward pass after `logits`", cells["ex2_md"]) == len(after_logits)
+    assert f"from `{after_logits[0]}` to `{after_logits[-1]}`" in cells["ex2_md"]
+
+
+def test_exercise_2_fits_in_the_lines_the_text_allows():
+    code = [line for line in solution_cells()["ex2_logits"].splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+    assert _stated(r"in (\d+) lines or fewer", _cells()["ex2_md"]) == len(code)
+
+
+def test_the_helpers_example_answers_no_unit():
+    """finite_difference's worked example differentiates an operation the forward pass never uses, so it gives
+    away no local derivative (it was t**-1 once: dcounts_sum's own)."""
+    import ast
+
+    helpers, forward = ast.parse(_cells()["helpers"]), ast.parse(_cells()["forward"])
+    examples = [node.args[0] for node in ast.walk(helpers) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "finite_difference" and isinstance(node.args[0], ast.Lambda)]
+    assert examples, "the helpers cell has no finite_difference(lambda ...) example"
+
+    def operations(tree) -> set[str]:
+        ops = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        ops |= {type(node.op).__name__ for node in ast.walk(tree) if isinstance(node, ast.BinOp)}
+        return ops - {"sum"}  # a sum makes the example's function a scalar, it is no local derivative
+
+    for example in examples:
+        assert operations(example) and not operations(example) & operations(forward), ast.unparse(example)
+
+
+def test_the_short_run_target_is_what_the_solutions_notebook_reaches():
+    """The solutions notebook is executed on the 1,000-step schedule of Validate and the autograder: the validation
+    loss the training text promises for it is the one that run printed, to two decimals."""
+    cells = nbformat.read(notebook_path(REPO, "solutions"), as_version=4).cells
+    printed = "".join(output.get("text", "") for cell in cells
+                      if cell.metadata.get("nbgrader", {}).get("grade_id") == "eval" for output in cell.outputs)
+    reached = float(re.search(r"val loss\s+([\d.]+)", printed).group(1))
+    promised = re.search(r"about\s+([\d.]+)\s+after\s+the\s+1,000\s+steps", _cells()["train_md"])
+    assert promised, "train_md no longer gives the 1,000-step target: update this test with the sentence"
+    assert float(promised.group(1)) == round(reached, 2), (promised.group(0), reached)

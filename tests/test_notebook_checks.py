@@ -6,6 +6,7 @@ real Jupyter kernel, because what a student sees there (the error output, whethe
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import textwrap
 import urllib.request
@@ -19,7 +20,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from backprop_ninja import assign, notebook_diagnoses, units
-from backprop_ninja.grade import compare, probe
+from backprop_ninja.grade import compare, probe, static
 
 matplotlib.use("Agg")
 
@@ -348,18 +349,75 @@ def test_autograds_tensor_behind_an_operation_is_named(session, answer):
     _answer(session, "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts")
     assert session(f"dnorm_logits = {answer}")[0] is None
     error, _ = session('check("norm_logits")')
-    assert error == "CheckFailed: dnorm_logits's cell asks autograd (`.grad` on line 1); derive it by hand."
+    graders = static.scan(f"dnorm_logits = {answer}", units.BY_ID["ex1_norm_logits"])  # the grader's own finding
+    assert graders is not None and graders.message.startswith("line 1 reads `.grad`: ")
+    assert error == f"CheckFailed: dnorm_logits: {graders.message}."
 
 
-def test_an_answer_from_an_earlier_forward_pass_is_called_stale(session):
+@pytest.mark.parametrize("check_call, grade_id, cell", [
+    ('check("logprobs")', "ex1_logprobs", "from torch.func import vjp\ndlogprobs = torch.zeros_like(logprobs)"),
+    ('check("logprobs")', "ex1_logprobs",
+     "import torch as my_torch\nmy_autograd = my_torch.autograd\ndlogprobs = torch.zeros_like(logprobs)"),
+    ('check("ex2")', "ex2_logits", "dlogits = F.cross_entropy(logits, Yb)"),
+])
+def test_a_cell_the_grader_scans_as_asking_autograd_fails_its_check_in_the_graders_words(session, check_call,
+                                                                                          grade_id, cell):
+    graders = static.scan(cell, units.BY_ID[grade_id])
+    assert graders is not None and graders.kind == "autograd"
+    assert session(cell, cell_id=grade_id)[0] is None
+    error, _ = session(check_call)
+    assert error == f"CheckFailed: d{units.BY_ID[grade_id].var}: {graders.message}."
+
+
+def test_running_the_forward_pass_again_keeps_the_batch_and_the_answers(session, shell):
     _answer(session, "logprobs", "probs", "counts_sum_inv")
-    assert session(CELLS["forward"])[0] is None  # the forward pass again, a new batch; the answers stay as they were
-    error, _ = session('check("probs")')
-    assert error == ("CheckFailed: dprobs was computed from an earlier forward pass: re-run the cells from "
-                     "dlogprobs's on.")
-    _answer(session, "logprobs", "probs")  # re-running them from there fixes it
-    error, _ = session('check("counts_sum_inv")')
-    assert error.endswith("re-run the cells from dcounts_sum_inv's on.")
+    batch = shell.user_ns["Xb"].clone()
+    assert session(CELLS["forward"])[0] is None
+    assert torch.equal(shell.user_ns["Xb"], batch)
+    error, out = session('check("counts_sum_inv")')
+    assert error is None and "approximate: True" in out
+
+
+def test_an_answer_from_an_earlier_forward_pass_is_called_stale(session, shell):
+    _answer(session, "logprobs", "probs", "counts_sum_inv")
+    kept = shell.user_ns["batch_state"]
+    try:  # a student who draws another batch on purpose: the answers stay as they were
+        assert session("batch_state = torch.Generator().manual_seed(5).get_state()")[0] is None
+        assert session(CELLS["forward"])[0] is None
+        error, _ = session('check("probs")')
+        assert error == ("CheckFailed: dprobs was computed from an earlier forward pass: re-run the cells from "
+                         "dlogprobs's on.")
+        _answer(session, "logprobs", "probs")  # re-running them from there fixes it
+        error, _ = session('check("counts_sum_inv")')
+        assert error.endswith("re-run the cells from dcounts_sum_inv's on.")
+    finally:
+        shell.user_ns["batch_state"] = kept
+
+
+def test_an_earlier_gradient_changed_in_place_is_named(session):
+    _answer(session, *EX1_UNTIL_BNVAR_INV, "bnvar", "bndiff2", "bndiff", "bnmeani")
+    # the trap: `=` makes dhprebn the same tensor as dbndiff, so `+=` changes the checked dbndiff too
+    assert session("dhprebn = dbndiff\ndhprebn += (1.0 / n) * torch.ones_like(hprebn) * dbnmeani")[0] is None
+    error, out = session('check("hprebn")')
+    assert error is None  # dhprebn itself is right, and the grader gives it its point
+    assert "note: dbndiff changed after its own check passed" in out and "dbndiff.clone()" in out
+    error, out = session("progress()")
+    assert error is None
+    assert [line for line in out.splitlines() if "changed in place" in line][0].split()[1] == "dbndiff"
+
+
+def test_exercise_1s_chain_pasted_into_exercise_2_breaks_its_rule(session):
+    from backprop_ninja.grade import one_go
+
+    chain = "\n".join(SOLUTIONS[f"ex1_{variable}"] for variable in EX1_UNTIL_HPREACT[:8])
+    session(chain, cell_id="ex2_logits")
+    error, _ = session('check("ex2")')
+    unit, rule = units.BY_ID["ex2_logits"], units.one_go_rules()["ex2"]
+    graders = one_go.read_problem(chain, "Exercise 2", unit.gives, set(rule["refused"]))
+    assert graders and error == f"CheckFailed: dlogits: {graders}."
+    error, out = session("dlogits = (F.log_softmax(logits, 1).exp() - F.one_hot(Yb, 27)) / n", cell_id="ex2_logits")
+    error, out = session('check("ex2")')
+    assert error is None and "approximate: True" in out
 
 
 def test_an_answer_cell_that_raises_is_named_with_its_error(session):
@@ -369,6 +427,26 @@ def test_an_answer_cell_that_raises_is_named_with_its_error(session):
     error, _ = session('check("h")')
     assert error.startswith("CheckFailed: dh's cell raised RuntimeError: mat1 and mat2 shapes cannot be multiplied")
     assert "NotImplementedError" not in error and "\n" not in error
+
+
+def test_an_answer_cell_that_does_not_parse_is_named_as_raising_not_as_unanswered(session):
+    error, _ = session("dlogprobs = torch.zeros_like(logprobs\ndlogprobs[range(n), Yb] = -1.0 / n")
+    assert error.startswith("SyntaxError")
+    error, _ = session('check("logprobs")')
+    assert error.startswith("CheckFailed: dlogprobs's cell raised SyntaxError"), error
+
+
+def test_a_cell_that_raises_only_for_want_of_an_earlier_gradient_passes_as_the_grader_scores_it(session, shell):
+    _answer(session, *EX1_UNTIL_HPREACT[:8])
+    shell.user_ns.pop("dh", None)
+    assert session("dh = dlogits @ W2")[0].startswith("RuntimeError")  # dh is never made
+    error, _ = session(SOLUTIONS["ex1_hpreact"])
+    assert error.startswith("NameError")  # the right dhpreact cannot run without dh
+    error, out = session('check("hpreact")')
+    assert error is None and "right, but its cell raised NameError" in out and "earlier gradient" in out
+    error, _ = session("dhpreact = 2 * (1.0 - h**2) * dh")  # wrong on its own too: still raises, still fails
+    error, _ = session('check("hpreact")')
+    assert error.startswith("CheckFailed: dhpreact's cell raised NameError"), error
 
 
 def test_the_earlier_gradient_sentence_only_when_an_input_is_off(session):
@@ -461,3 +539,16 @@ def test_the_probe_in_the_notebook_is_the_graders_code():
         assert callable(getattr(namespace["_probe"], name))
     assert namespace["ATOL_FLOAT64"] == compare.ATOL_FLOAT64
     assert namespace["_probe"].ZERO_BECAUSE == probe.ZERO_BECAUSE
+
+
+def test_exercise_4s_check_prints_the_columns_the_introduction_promises(session):
+    """The introduction says every check prints `exact`, `approximate` and the largest difference (issue 15)."""
+    assert "`exact`, `approximate`" in CELLS["intro"]
+    for cell in ("ex4_forward", "ex4_backward"):
+        error, _ = session(SOLUTIONS.get(cell, CELLS[cell]))
+        assert error is None, (cell, error)
+    error, out = session("check_backward()")
+    assert error is None, error
+    rows = [line for line in out.splitlines() if " | " in line]
+    assert [row.split("|")[0].strip() for row in rows] == list(units.EX4_RETURNS)
+    assert all(re.search(r"\| exact: (?:True |False) \| approximate: True  \| maxdiff: ", row) for row in rows), rows

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from backprop_ninja import units
+from backprop_ninja import assign, notebook_diagnoses, units
 from backprop_ninja.grade.static import Finding, scan, strip_magics
 
 EX1_LOGPROBS = units.BY_ID["ex1_logprobs"]
@@ -44,7 +44,6 @@ def test_the_reported_line_is_the_one_with_the_construct():
 
 @pytest.mark.parametrize("source, unit, construct", [
     ("dlogits = F.cross_entropy(logits, Yb)", EX2, "F.cross_entropy"),
-    ("import torch.nn.functional as F\nl = F.log_softmax(logits, 1)", EX2, "log_softmax"),
     ("from torch.nn.functional import nll_loss", EX2, "nll_loss"),
     ("loss = cross_entropy(logits, Yb)", EX2, "cross_entropy"),
     ("out = torch.nn.functional.batch_norm(x, m, v)", EX3, "batch_norm"),
@@ -197,3 +196,38 @@ def test_strip_magics_handles_huge_lines_line_for_line():
     lines = ["%timeit" + " -n 10" * 200_000 + " y = 2", "%time" + " " * 1_000_000 + "x = 1", "%matplotlib inline",
              "(" * 100_000]
     assert strip_magics("\n".join(lines)).split("\n") == ["y = 2", "x = 1", "", "(" * 100_000]
+
+
+# ---- the notebook runs this very scan: its inlined copy finds the same thing ----
+
+def _notebook_scan():
+    """The `_scan` namespace the notebook's diagnoses cell defines, run with nothing else around it (it needs no
+    torch: only `ast`)."""
+    namespace = {}
+    exec(compile(notebook_diagnoses.scan_code(), "diagnoses", "exec"), namespace)
+    return namespace["_scan"]
+
+
+NOTEBOOK_SCAN = _notebook_scan()
+_CASES = {**{f"flagged: {k}": (source, EX1_LOGPROBS) for k, (source, _, _) in FLAGGED.items()},
+          **{f"reaches autograd: {k}": (v[0], EX1_LOGPROBS) for k, v in REACHES_AUTOGRAD.items()},
+          **{f"clean: {k}": v for k, v in CLEAN.items()},
+          **{f"reference answer: {k}": (v, units.BY_ID[k]) for k, v in assign.solution_cells().items()},
+          "syntax error": ("x = 1\ny = = 2\n", EX1_LOGPROBS),
+          "forbidden in ex2": ("dlogits = F.cross_entropy(logits, Yb)", EX2)}
+
+
+@pytest.mark.parametrize("source, unit", _CASES.values(), ids=_CASES.keys())
+def test_the_notebooks_inlined_scan_finds_what_the_grader_finds(source, unit):
+    graders = scan(source, unit)
+    notebooks = NOTEBOOK_SCAN.scan(strip_magics(source), NOTEBOOK_SCAN.RULES[unit.grade_id])
+    as_tuple = (lambda finding: None if finding is None else (finding.kind, finding.message))
+    assert as_tuple(notebooks) == as_tuple(graders)
+
+
+def test_the_notebooks_rules_are_the_units_table():
+    assert set(NOTEBOOK_SCAN.RULES) == set(units.BY_ID)
+    for grade_id, unit in units.BY_ID.items():
+        rules = NOTEBOOK_SCAN.RULES[grade_id]
+        assert (rules.answer, rules.forbidden, rules.attributes, rules.modules) == (
+            unit.answer, unit.forbidden, tuple(units.AUTOGRAD_ATTRIBUTES), tuple(units.AUTOGRAD_MODULES))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import re
 import sys
 
 import matplotlib
@@ -170,7 +171,7 @@ def test_exercises_2_to_4_have_their_own_ladder(tutor, capsys):
     out = ask(tutor, capsys, "ex2")
     assert "logits" in out and LOSS_LINE in out and "logit_maxes = logits.max(1, keepdim=True).values" in out
     out = ask(tutor, capsys, "ex3_hprebn")
-    assert "bnvar = 1/(n-1)*(bndiff2).sum(0, keepdim=True)" in out and "hpreact = bngain * bnraw + bnbias" in out
+    assert LINES["bnvar"] in out and "hpreact = bngain * bnraw + bnbias" in out
     assert "manual_backward" in ask(tutor, capsys, "Exercise 4")
     assert ask(tutor, capsys, "ex1_logits") != ask(tutor, capsys, "ex2")  # ex1's logits is another unit
 
@@ -184,6 +185,42 @@ def test_exercises_2_and_3_ladder_names_its_steps_and_its_own_name(tutor, capsys
     assert second.startswith(f"Hint 2 of 3 for Exercise {name[-1]} ") and "the steps of the derivation" in second
     third = ask(tutor, capsys, name)
     assert f"hint({name!r}, path=" in third and "hint('logits'" not in third and "hint('hprebn'" not in third
+
+
+def test_level_1_of_the_one_go_exercises_teaches_the_one_go_view(tutor, capsys):
+    """Not Exercise 1's chain again: no per-line rule, no `+=` (issue 15, item 9)."""
+    for name in ("ex2", "ex3"):
+        out = ask(tutor, capsys, name)
+        assert "one function" in out and "simplify" in out
+        assert "+=" not in out and "Rule (entry by entry)" not in out and "Rule (broadcast)" not in out
+
+
+def test_level_2_is_titled_for_what_it_gives(tutor, capsys):
+    titles = {"counts": "the local derivatives", "ex2": "the steps of the derivation",
+              "ex3": "the steps of the derivation", "ex4": "the plan of the function"}
+    for name, title in titles.items():
+        ask(tutor, capsys, name)
+        assert ask(tutor, capsys, name).splitlines()[0].endswith(f": {title}.")
+
+
+def test_no_rung_speaks_of_a_gradient_the_notebook_does_not_have(tutor, capsys):
+    """The loss has no `dloss` in the notebook: the first rung of dlogprobs says where the backward pass starts."""
+    for unit in UNITS:
+        name = unit.var if unit.exercise == 1 else f"ex{unit.exercise}"
+        for _ in range(2):
+            assert not re.search(r"\bdloss\b", ask(tutor, capsys, name)), unit.grade_id
+    first = ask(tutor, capsys, "probs")
+    assert "dlogprobs" not in first  # the first rung names the rule, not the gradient it is applied to
+
+
+def test_level_1_of_a_variable_used_twice_warns_of_aliasing(tutor, capsys):
+    out = " ".join(ask(tutor, capsys, "hprebn").split())
+    assert ".clone()" in out and "in place" in out
+
+
+def test_level_1_of_the_lookup_says_repeats_add(tutor, capsys):
+    out = " ".join(ask(tutor, capsys, "C").split())
+    assert "gradients add" in out and "an index repeats" in out
 
 
 def test_level_3_prints_the_answer_from_the_solutions_notebook(tutor, capsys, tmp_path, monkeypatch):
@@ -312,10 +349,16 @@ def test_show_graph_highlights_the_variable_and_its_consumers(tutor):
 
 
 def test_show_graph_for_a_fused_exercise_lights_the_block(tutor):
-    labels, edges = graph_parts(tutor["show_graph"]("ex3"))
+    fig = tutor["show_graph"]("ex3")
+    labels, edges = graph_parts(fig)
     roles = {t.get_text(): t.get_gid().split(":")[2] for t in labels}
     assert roles["hprebn"] == "chosen" and roles["bnvar"] == roles["hpreact"] == "consumer"
     assert roles["h"] == "plain"
+    # most lines of the block do not read hprebn: the legend does not say they use it
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "uses hprebn" not in legend and "the rest of the block" in legend
+    legend = [t.get_text() for t in tutor["show_graph"]("counts").axes[0].get_legend().get_texts()]
+    assert "uses counts" in legend
 
 
 def test_draw_progress_colours_by_status(tutor, capsys):

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import (allowlist, compare, definitions, evidence, extract, isolation, probe, records,
-                                  sandbox, static)
+from backprop_ninja.grade import (allowlist, compare, definitions, evidence, extract, isolation, one_go, probe,
+                                  records, sandbox, static)
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
 from backprop_ninja.grade.verdict import (ALLOWLIST_CODE, CODE_POLICIES, CRASHED, ERROR, LENIENT_RULES, LENIENT_SHAPE,
                                           MISSING, NOT_ALLOWED, OK, RIGHT_BY_LUCK, SHAPE_POLICIES, STRICT_RULES,
@@ -39,6 +39,7 @@ SPECIAL_REPLAYS: tuple[tuple[int, int, str], ...] = ((404, 32, model.STRESS64),)
 SEED_ENV = "BACKPROP_NINJA_REPLAY_SEED"  # set it to make a grading's fresh seeds repeatable
 
 MISMATCH_MAX_SIDE = 64
+ONE_GO_RULES = units.one_go_rules()  # what Exercises 2 and 3 may read (grade/one_go.py)
 MAX_STUDENT_TEXT = 300  # characters of an exception's text (the student's) that reach a result
 
 
@@ -194,6 +195,12 @@ def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
         if finding is not None:
             status = ERROR if finding.kind == "syntax" else USES_AUTOGRAD
             decided[unit.grade_id] = _verdict(unit, status, finding.message)
+        elif unit.gives:  # a one-go exercise: only the inputs it gives, not Exercise 1's chain
+            rule = ONE_GO_RULES[f"ex{unit.exercise}"]
+            problem = one_go.read_problem(static.strip_magics(source), f"Exercise {unit.exercise}", unit.gives,
+                                          set(rule["refused"]))
+            if problem:
+                decided[unit.grade_id] = _verdict(unit, NOT_ALLOWED, problem)
     return decided
 
 

@@ -34,7 +34,8 @@ from .wire import encode_frame, read_frame_blocking
 MAX_ANSWER_ELEMENTS = 1 << 20  # far above any gradient of the network; bigger answers are not sent
 MAX_MESSAGE_CHARS = 300        # of an exception's text: enough to explain, too short to carry a file out
 GRAPH = "something whose answer requires grad or has a grad_fn"  # _to_float64's word for autograd's machinery
-EX4_CACHE = ("Xb", "Yb", "emb", "embcat", "hprebn", "bnmean", "bnvar", "bnvar_inv", "bnraw", "hpreact", "h", "logits")
+EX4_CACHE = ("Xb", "Yb", "emb", "embcat", "hprebn", "bnmeani", "bnvar", "bnvar_inv", "bnraw", "hpreact", "h", "logits")
+EX4_CACHE_ALIASES = {"bnmean": "bnmeani"}  # releases made before Exercise 4 took Exercise 1's name for the mean
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,8 @@ def _call_manual_backward(ns: dict, values: dict[str, torch.Tensor], meta: Meta)
     if not callable(function):
         return _invalid("your cell did not define a function manual_backward(parameters, cache)"), []
     parameters = [values[name].clone() for name in meta.parameter_names]
-    cache = {name: values["bnmeani" if name == "bnmean" else name].clone() for name in EX4_CACHE}
+    cache = {name: values[name].clone() for name in EX4_CACHE}
+    cache.update({old: cache[new] for old, new in EX4_CACHE_ALIASES.items()})
     AUTOGRAD_CALLS.clear()
     try:
         grads = function(parameters, cache)
