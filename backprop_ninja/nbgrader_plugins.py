@@ -395,6 +395,13 @@ class SandboxedExecute(Execute):
                 raise
             self.note_stopped_kernel(stopped)
             return self.nb, self.resources
+        except Exception as broken:  # noqa: BLE001 (the kernel is the student's: whatever it does is theirs)
+            # e.g. a kernel out of threads (a thread bomb) sends a large message half-built, and jupyter_client
+            # raises "Invalid Signature" while reading it. The points are the grader's, decided already.
+            if self.running_cell is None:
+                raise
+            self.note_stopped_kernel(broken)
+            return self.nb, self.resources
 
     def preprocess_cell(self, cell, resources, index):
         self.running_cell = index
@@ -421,7 +428,8 @@ class SandboxedExecute(Execute):
             new_output("error", ename=NOTEBOOK_TIME_UP, evalue=message, traceback=[f"{NOTEBOOK_TIME_UP}: {message}"]))
 
     def note_stopped_kernel(self, stopped: Exception) -> None:
-        how = "died" if type(stopped).__name__ == "DeadKernelError" else "kept running after its time limit"
+        how = {"DeadKernelError": "died", "CellTimeoutError": "kept running after its time limit"}.get(
+            type(stopped).__name__, f"stopped answering ({type(stopped).__name__}: {str(stopped)[:120]})")
         message = (f"the kernel {how} in this cell, so the cells below it were not run; your points come from the "
                    f"grader, which runs every answer cell on its own")
         self.log.warning("cell %d: %s", self.running_cell, message)
