@@ -7,7 +7,7 @@ import re
 import pytest
 
 from backprop_ninja.assign import REPO
-from backprop_ninja.export.feedback import to_html
+from backprop_ninja.export.feedback import CELL_PX, mismatch_svg, to_html
 from backprop_ninja.export.table import MESSAGE_WIDTH, format_table
 from backprop_ninja.grade.cli import grade_one
 from backprop_ninja.grade.verdict import OK, WRONG, SubmissionResult, Verdict
@@ -43,8 +43,18 @@ def test_wrong_units_get_a_position_map_and_right_ones_none(ben_page):
         has_map = "<svg" in rows[verdict.unit]
         assert has_map == (not verdict.passed and bool(verdict.mismatch) and any(map(any, verdict.mismatch)))
     # a sign error in dlogprobs is off exactly at the n picked positions, one per row of the batch
-    squares = re.findall(r'<rect x=', rows["ex1_logprobs"])
-    assert len(squares) == sum(map(sum, result.by_unit()["ex1_logprobs"].mismatch)) > 0
+    widths = re.findall(r'<rect x="\d+" y="\d+" width="(\d+)"', rows["ex1_logprobs"])
+    assert sum(int(w) // CELL_PX for w in widths) == sum(map(sum, result.by_unit()["ex1_logprobs"].mismatch)) > 0
+
+
+def test_the_map_covers_exactly_the_positions_that_are_off():
+    mismatch = [[True, True, False, True], [False, False, False, False], [False, True, True, True]]
+    svg = mismatch_svg(mismatch)
+    covered = set()
+    for x, y, width in re.findall(r'<rect x="(\d+)" y="(\d+)" width="(\d+)"', svg):
+        covered |= {(int(y) // CELL_PX, (int(x) + k) // CELL_PX) for k in range(0, int(width), CELL_PX)}
+    assert covered == {(r, c) for r, row in enumerate(mismatch) for c, off in enumerate(row) if off}
+    assert svg.count("<rect x=") == 3  # one element per run along a row
 
 
 def test_page_shows_no_gradient_values(ben_page):

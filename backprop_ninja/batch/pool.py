@@ -191,12 +191,7 @@ class _Pool:
             now = time.monotonic()
             for worker in self.workers:
                 worker.start_if_due(now)
-                if worker.ready and worker.task is None:
-                    if worker.retry is not None:
-                        worker.give(worker.retry)
-                        worker.retry = None
-                    elif self.pending:
-                        worker.give(self.pending.pop())
+                self._feed(worker)
             ready = multiprocessing.connection.wait([x for w in self.workers for x in w.waitables()],
                                                     timeout=self._wait_seconds(now))
             for worker in list(self.workers):
@@ -206,6 +201,15 @@ class _Pool:
                     self._receive(worker)
                 elif worker.task and time.monotonic() - worker.started_at > self.watchdog_seconds:
                     self._replace(worker, f"grading took longer than {self.watchdog_seconds:.0f} s, so it was stopped")
+
+    def _feed(self, worker: _Worker) -> None:
+        """Give an idle, warm worker its next submission: the one the machine failed first, else the next in line."""
+        if worker.ready and worker.task is None:
+            if worker.retry is not None:
+                worker.give(worker.retry)
+                worker.retry = None
+            elif self.pending:
+                worker.give(self.pending.pop())
 
     def _wait_seconds(self, now: float) -> float:
         """At most a second; less when a delayed restart is due sooner."""
@@ -237,6 +241,7 @@ class _Pool:
         if kind == "done":
             _, _, result, gradescope = message
             self.isolation = result.get("isolation") or self.isolation
+            self._feed(worker)  # the worker grades the next one while this one is written (fsync and all)
             self._commit(sub, result, gradescope)
         elif kind == "machine":  # the machine, not the notebook, failed: a fresh worker grades it again
             _, _, detail, seconds = message

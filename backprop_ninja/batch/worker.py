@@ -18,12 +18,16 @@ PRELOAD = ("backprop_ninja.grade.engine", "backprop_ninja.export.gradescope")
 
 
 _launcher = None  # this worker's sandbox, from warm_up
+_draw = None      # this worker's shared draw of replay seeds (engine.SharedDraw), from warm_up
+GRADINGS_PER_DRAW = 32  # fresh secret seeds every 32 submissions of a worker (isolated only; see engine.SharedDraw)
 
 
 def warm_up(limits: dict | None = None) -> list[tuple[str, float]]:
     """Start the sandbox, import the engine (and torch), load the data once, run the canary; return the units
     as (grade_id, max points). Raises (and the batch stops, saying why) if this machine cannot grade."""
-    global _launcher
+    global _launcher, _draw
+    import gc
+
     from backprop_ninja.grade import isolation
 
     limits = dict(limits or {})
@@ -34,6 +38,9 @@ def warm_up(limits: dict | None = None) -> list[tuple[str, float]]:
     for seed, n in engine.REPLAYS:  # cached by the engine: built once per worker, not per submission
         engine.replay_inputs(seed, n)
     engine.ensure_environment(_launcher, engine.limits_for(**limits), *engine.timeouts(**limits))
+    _draw = engine.SharedDraw(GRADINGS_PER_DRAW)
+    if _launcher.isolated:  # unisolated boxes fork from here, and a frozen gc would change what cells see in it
+        gc.freeze()  # torch's objects and the engine's tables stay: no full collection walks them again per submission
     return [(u.grade_id, float(u.points)) for u in UNITS]
 
 
@@ -45,7 +52,7 @@ def grade(path: str, limits: dict) -> tuple[dict, dict]:
     from backprop_ninja.grade.engine import grade_notebook
 
     limits = {name: value for name, value in limits.items() if name != "isolation"}
-    result = grade_notebook(path, launcher=_launcher, **limits)
+    result = grade_notebook(path, launcher=_launcher, shared=_draw, **limits)
     return asdict(result), to_gradescope(result)
 
 

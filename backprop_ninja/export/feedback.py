@@ -10,6 +10,8 @@ import html
 import re
 from pathlib import Path
 
+import numpy as np
+
 from backprop_ninja import units
 from backprop_ninja.grade.verdict import SubmissionResult, Verdict
 
@@ -35,14 +37,26 @@ def message_html(text: str) -> str:
 
 
 def mismatch_svg(mismatch: list[list[bool]]) -> str:
-    """A map of a 2-D boolean matrix: dark squares where the answer is off."""
+    """A map of a 2-D boolean matrix: dark squares where the answer is off, each run of them along a row drawn as
+    one rectangle (a wrong 64 x 64 map is then a few dozen elements, not thousands: the page stays small)."""
     rows, cols = len(mismatch), len(mismatch[0]) if mismatch else 0
     squares = "".join(
-        f'<rect x="{c * CELL_PX}" y="{r * CELL_PX}" width="{CELL_PX}" height="{CELL_PX}"/>'
-        for r, row in enumerate(mismatch) for c, off in enumerate(row) if off)
+        f'<rect x="{c * CELL_PX}" y="{r * CELL_PX}" width="{length * CELL_PX}" height="{CELL_PX}"/>'
+        for r, c, length in _runs(mismatch))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{cols * CELL_PX}" height="{rows * CELL_PX}" '
             f'role="img" aria-label="positions that differ"><rect width="100%" height="100%" fill="#f4f4f4"/>'
             f'<g fill="#b3261e">{squares}</g></svg>')
+
+
+def _runs(mismatch: list[list[bool]]) -> list[tuple[int, int, int]]:
+    """(row, first column, length) of every run of True along the rows, in reading order."""
+    cells = np.asarray(mismatch, dtype=bool).reshape(len(mismatch), -1)
+    padded = np.zeros((cells.shape[0], cells.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = cells
+    edges = np.diff(padded, axis=1)  # +1 where a run starts, -1 just after it ends
+    starts_r, starts_c = np.nonzero(edges == 1)
+    _, ends_c = np.nonzero(edges == -1)  # row-major order: the n-th end closes the n-th start
+    return list(zip(starts_r.tolist(), starts_c.tolist(), (ends_c - starts_c).tolist()))
 
 
 def _row(verdict: Verdict) -> str:

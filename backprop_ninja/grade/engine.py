@@ -69,14 +69,16 @@ def shared_launcher() -> isolation.Launcher:
 def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
                    memory_limit_bytes: int = MEMORY_LIMIT, launcher: isolation.Launcher | None = None,
                    check_environment: bool = True, strict_rules: bool = False,
-                   shape: str = STRICT_SHAPE, code: str = ALLOWLIST_CODE) -> SubmissionResult:
+                   shape: str = STRICT_SHAPE, code: str = ALLOWLIST_CODE,
+                   shared: SharedDraw | None = None) -> SubmissionResult:
     """One verdict per unit of units.UNITS, in table order. Never raises for anything the file holds;
     raises EnvironmentProblem (or isolation.IsolationUnavailable) when the machine cannot grade.
     strict_rules: an answer right by luck (probe.py) earns no points; by default it keeps them, with a note.
     shape: "lenient" accepts an intermediate's gradient whose shape differs only by size-1 dimensions (see
     apply_shape_policy); "strict", the default, does not.
     code: "allowlist", the default, refuses (not_allowed) any answer cell or added-cell definition outside what a
-    gradient needs (allowlist.py); "any" lets any Python through to the autograd scan and the run-time blocks."""
+    gradient needs (allowlist.py); "any" lets any Python through to the autograd scan and the run-time blocks.
+    shared: a draw of seeds to take the replays from (a batch worker's, see SharedDraw); by default a fresh one."""
     if shape not in SHAPE_POLICIES:
         raise ValueError(f"shape policy {shape!r}: choose one of {', '.join(SHAPE_POLICIES)}")
     if code not in CODE_POLICIES:
@@ -90,7 +92,8 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
         result = SubmissionResult(submission=str(path), error=found.error, isolation=launcher.description)
         result.verdicts = [_verdict(u, ERROR, f"not graded: {found.error}") for u in units.UNITS]
     else:
-        result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout, code=code)
+        result = grade_answers(found, launcher, limits, unit_timeout, started + total_timeout, code=code,
+                               shared=shared)
         result.submission = str(path)
     result.code = code
     apply_rule_policy(result, strict_rules)
@@ -132,7 +135,8 @@ def timeouts(*, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL
 
 
 def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
-                  unit_timeout: float, deadline: float, code: str = ALLOWLIST_CODE) -> SubmissionResult:
+                  unit_timeout: float, deadline: float, code: str = ALLOWLIST_CODE,
+                  shared: SharedDraw | None = None) -> SubmissionResult:
     context = _allowlist_context(found) if code == ALLOWLIST_CODE else None
     decided = _decide_before_replay(found)
     refused, preludes = _added_cells_and_allowlist(found, decided, context)
@@ -141,7 +145,7 @@ def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limit
     if to_replay:
         code = {u.grade_id: static.strip_magics(found.answers[u.grade_id]) for u in to_replay}
         decided.update(_replay_and_judge(to_replay, code, deadline, unit_timeout, limits, launcher,
-                                         preludes=preludes))
+                                         preludes=preludes, shared=shared))
     return SubmissionResult(submission="", verdicts=[decided[u.grade_id] for u in units.UNITS],
                             isolation=launcher.description)
 
@@ -272,13 +276,58 @@ def replay_plans(base: int | None = None) -> tuple[list[tuple[int, int]], list[t
     answer Exercises 2 and 3 within a grading either. Only Exercise 1 replays the notebook's own run.
     """
     if base is None:
-        base = int(os.environ.get(SEED_ENV) or secrets.randbelow(2**30))
+        base = draw_seed_base()
     ordinary = len(REPLAYS)
     special_1 = [(base + ordinary + i, n, variant) for i, (_, n, variant) in enumerate(SPECIAL_REPLAYS)]
     special_later = [(base + 1000 + ordinary + i, n, variant) for i, (_, n, variant) in enumerate(SPECIAL_REPLAYS)]
     exercise_1 = [REPLAYS[0]] + [(base + i, n) for i, (_, n) in enumerate(REPLAYS) if i] + special_1
     later = [(base + 1000 + i, n) for i, (_, n) in enumerate(REPLAYS)] + special_later
     return exercise_1, later
+
+
+def draw_seed_base() -> int:
+    """The base of a grading's fresh seeds: secret and random, or $BACKPROP_NINJA_REPLAY_SEED."""
+    return int(os.environ.get(SEED_ENV) or secrets.randbelow(2**30))
+
+
+class SharedDraw:
+    """One draw of fresh seeds, with its replays and their reference gradients, kept for up to `uses` gradings
+    of this process (a batch worker), instead of a draw, ten forward passes and ten backward passes per grading.
+
+    Only under an isolated launcher (grade_notebook ignores it otherwise). Why that keeps the threat model of
+    docs/grader.md#replays: the seeds are still secret and random, so no student knows them in advance; what fresh
+    seeds per grading defend against is a file that one grading's cell saved and a later grading's cell reads,
+    and in the sandbox no such file exists: each submission's boxes have a private tmpfs /tmp and /dev/shm, the
+    rest is read-only, there is no network, and the boxes of two submissions never run together in one worker.
+    The references are made in this process after the first box of the draw opened; boxes are forked from the
+    sandbox host, never from here, so no spawner ever holds them. Unisolated, boxes are forked from this process
+    and cells can write to the disk: every grading draws its own seeds there, as before."""
+
+    def __init__(self, uses: int):
+        if uses < 1:
+            raise ValueError(f"a draw of seeds serves at least one grading, not {uses}")
+        self.uses = uses
+        self.left = 0
+        self.plans: tuple[list, list] = ([], [])
+        self.replays: dict[tuple, model.Replay] = {}  # plan entry -> its replay, references filled once
+        self.proofs: dict[tuple, dict] = {}  # (plan entry, units graded) -> evidence.build_evidence's (read only)
+
+    def next_plans(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        if self.left <= 0:
+            self.plans, self.replays, self.proofs, self.left = replay_plans(draw_seed_base()), {}, {}, self.uses
+        self.left -= 1
+        return self.plans
+
+    def replay(self, spec: tuple) -> model.Replay:
+        if spec not in self.replays:
+            self.replays[spec] = replay_inputs(*spec)
+        return self.replays[spec]
+
+    def evidence(self, spec: tuple, graded: set[str]) -> dict:
+        key = (spec, frozenset(graded))
+        if key not in self.proofs:
+            self.proofs[key] = evidence.build_evidence(self.replays[spec], graded)
+        return self.proofs[key]
 
 
 @functools.lru_cache(maxsize=16)
@@ -322,19 +371,24 @@ GRADIENT_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.E
 
 def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], deadline: float,
                       unit_timeout: float, limits: sandbox.Limits, launcher: isolation.Launcher, *,
-                      preludes: dict[str, list[str]] | None = None) -> dict[str, Verdict]:
+                      preludes: dict[str, list[str]] | None = None,
+                      shared: SharedDraw | None = None) -> dict[str, Verdict]:
     torch.set_num_threads(1)  # an OpenMP pool that existed before fork() hangs the child
+    if shared is not None:
+        launcher.settle()
+        shared = shared if launcher.isolated else None  # see SharedDraw: unisolated, every grading draws its own
     groups = [(plan, [u for u in to_replay if u.exercise in exercises])
-              for plan, exercises in zip(replay_plans(), ({1}, {2, 3, 4}))]
+              for plan, exercises in zip(shared.next_plans() if shared else replay_plans(), ({1}, {2, 3, 4}))]
     groups = [(plan, graded) for plan, graded in groups if graded]
-    replays = [[replay_inputs(*spec) for spec in plan] for plan, _ in groups]
+    replays = [[shared.replay(spec) if shared else replay_inputs(*spec) for spec in plan] for plan, _ in groups]
     verdicts, skip, first = {}, set(), 0
     # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
     out_of_reach = _spawner_out_of_reach(launcher)
     budget = records.AnswerBudget()  # the answers this submission may keep in memory, all units together
     with _open_box(launcher, [r.values for group in replays for r in group], limits) as box:
         for r in (r for group in replays for r in group):  # only now: the spawner will never see these
-            add_reference_gradients(r)
+            if not r.grads:  # a shared draw's replays keep theirs
+                add_reference_gradients(r)
         for (plan, graded), group in zip(groups, replays):
             indices = list(range(first, first + len(group)))
             first += len(group)
@@ -342,7 +396,8 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
                              spawner_out_of_reach=out_of_reach, budget=budget)
             graded_ids = {u.grade_id for u in graded}
             outcomes = runner.run_all(graded_ids)
-            proofs = [evidence.build_evidence(r, graded_ids) for r in group]
+            proofs = [shared.evidence(spec, graded_ids) if shared else evidence.build_evidence(r, graded_ids)
+                      for spec, r in zip(plan, group)]
             verdicts.update({u.grade_id: _judge(u, outcomes[u.grade_id], [p[u.grade_id] for p in proofs], plan)
                              for u in graded})
             for u in graded:  # the rule probe: a note on right answers that are right by luck

@@ -108,10 +108,44 @@ def apply_limits(memory_bytes: int, cpu_seconds: int, file_bytes: int) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
+MADV_COLLAPSE = 25      # Linux 6.1+: make a range huge pages now, whatever the THP setting
+HUGE_PAGE = 2 << 20
+
+
+def cheaper_forks() -> int:
+    """Back this process's large writable anonymous memory (the heap and torch's allocations, ~140 MB) with 2 MiB
+    pages, so that each fork copies a few hundred page-table entries instead of tens of thousands. A box costs
+    five forks of this process; measured, a fork and exit fell from about 11 ms to 5 ms of CPU. Best effort:
+    kernels without MADV_COLLAPSE, or with THP disabled, just keep 4 KiB pages (nothing else changes). Returns how
+    many 2 MiB ranges were asked for."""
+    asked = 0
+    try:
+        with open("/proc/self/maps") as maps:
+            regions = [line.split() for line in maps]
+    except OSError:
+        return 0
+    for fields in regions:
+        if "w" not in fields[1] or (len(fields) > 5 and fields[5] != "[heap]"):
+            continue  # only private anonymous memory and the heap: file mappings are not copied by fork
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        start, end = -(-low // HUGE_PAGE) * HUGE_PAGE, high // HUGE_PAGE * HUGE_PAGE
+        if end > start:
+            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_COLLAPSE)
+            asked += (end - start) // HUGE_PAGE
+    return asked
+
+
+_blas_single_threaded = False  # True once done in this process: a fork inherits OpenBLAS's thread count
+
+
 def single_threaded_blas() -> None:
     """Tell numpy's OpenBLAS to use the calling thread only. After a fork it would start its thread pool again on
     the next large product, and once clone is denied that fails by raising SIGINT, which kills the worker.
-    (Inside the box OMP_NUM_THREADS=1 says the same; this covers an unisolated worker forked from the grader.)"""
+    (Inside the box OMP_NUM_THREADS=1 says the same; this covers an unisolated worker forked from the grader.)
+    Done once per process tree: the sandbox host does it before forking, so its workers skip the 1.5 ms it costs."""
+    global _blas_single_threaded
+    if _blas_single_threaded:
+        return
     import glob
 
     import numpy
@@ -128,6 +162,7 @@ def single_threaded_blas() -> None:
             if setter is not None:
                 setter(1)
                 break
+    _blas_single_threaded = True
 
 
 # ---- seccomp ----

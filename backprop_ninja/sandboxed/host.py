@@ -36,8 +36,10 @@ def main(argv: list[str]) -> int:
     from .wire import encode_frame, read_frame_blocking
 
     blocks.single_threaded_torch()  # before any parallel work: an OpenMP pool that existed before fork() hangs
+    confine.single_threaded_blas()  # once here: every worker forked from here inherits it
     torch.ones(8, 8) @ torch.ones(8, 8)  # reads /proc/cpuinfo now: workers will not see /proc
     blocks.lock_down()  # once, inherited by every box and worker forked from here
+    confine.cheaper_forks()  # no gc.freeze() here: it hides objects from gc.get_objects(), which cells can call
     channel.sendall(encode_frame({"ready": True, "uid": os.getuid(), "gid": os.getgid()}))
     boxes: set[int] = set()
     while True:
