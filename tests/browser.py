@@ -202,9 +202,24 @@ class Notebook:
         if self.cells().count() != expected_cells:
             self.fail("open", f"{self.cells().count()} cells in the DOM, but the notebook has {expected_cells}")
 
-    def run_all(self) -> None:
-        self.page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        self.page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    def run_all(self, tries: int = 3, start_s: float = 8) -> None:
+        """Run All from the Run menu. Under load the first request can be lost (seen in CI: every cell still [ ]
+        and the kernel idle), so it is asked again, up to `tries` times, when no cell has started within
+        `start_s` seconds."""
+        before = self.executed()
+        for _ in range(tries):
+            self.page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            self.page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            deadline = time.monotonic() + start_s
+            while time.monotonic() < deadline:
+                if self.queued() or self.kernel_status() == "busy" or self.executed() > before:
+                    return
+                time.sleep(0.25)
+
+    def executed(self) -> int:
+        """Cells in view whose prompt shows an execution count."""
+        prompts = self.cells().locator(".jp-InputArea-prompt")
+        return sum(1 for text in prompts.all_inner_texts() if any(ch.isdigit() for ch in text))
 
     def first_error(self) -> str:
         """The first error-looking stderr output in the notebook, for a failure message."""
