@@ -7,11 +7,11 @@ letters, digits and `._@+-` become `_`) and without regard to case, since LMS lo
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from backprop_ninja.batch.ids import safe_student_id
+from backprop_ninja.csv_input import CsvUnreadable, read_rows
 from backprop_ninja.export.graded import ExportError
 from backprop_ninja.export.safe_text import terminal_text
 
@@ -42,13 +42,12 @@ def read_roster(path: str | Path, match_column: str) -> Roster:
     path = Path(path)
     shown = terminal_text(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets often write a BOM
-            rows = list(csv.reader(file))
-    except FileNotFoundError:
-        raise ExportError(f"roster {shown} not found; export it from the LMS (Canvas: Grades, Export) or write a "
-                          f"CSV with a header row and give its path with --roster.") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ExportError(f"roster {shown} cannot be read as a UTF-8 CSV ({error}); save it as CSV (UTF-8).") from None
+        rows = read_rows(path)
+    except CsvUnreadable as why:
+        if why.missing:
+            raise ExportError(f"roster {shown} not found; export it from the LMS (Canvas: Grades, Export) or write "
+                              f"a CSV with a header row and give its path with --roster.") from None
+        raise ExportError(f"roster: {terminal_text(why)}") from None
     if not rows:
         raise ExportError(f"roster {shown} is empty; it needs a header row and one row per student.")
     columns = [name.strip() for name in rows[0]]

@@ -15,7 +15,6 @@ values are checked here, when they are used, and every problem names nbgrader_co
 from __future__ import annotations
 
 import ast
-import csv
 import os
 import zoneinfo
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from traitlets import Dict, Float, TraitError, Unicode
 from traitlets.config import Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
+from backprop_ninja.csv_input import CsvUnreadable, read_rows
 from backprop_ninja.lateness.rule import Extension, PenaltyPolicy
 from backprop_ninja.lateness.times import TimeFormatError, parse_extension, parse_time
 
@@ -138,13 +138,10 @@ def _extensions_from_dict(raw: dict, zone, source: str) -> dict[str, Extension]:
 def _extensions_from_file(path: Path, zone, source: str) -> dict[str, tuple[Extension, int]]:
     """student -> (extension, line number) from the CSV at `path`."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-            rows = list(csv.reader(handle))
-    except OSError as error:
-        raise LatenessConfigError(f"{source}: c.Lateness.extensions_file: cannot read {path} ({error.strerror}); "
-                                  f"fix the path (a relative one is read from the course folder).") from None
-    except UnicodeDecodeError:
-        raise LatenessConfigError(f"{path} is not UTF-8 text; save it as CSV (UTF-8).") from None
+        rows = read_rows(path)
+    except CsvUnreadable as why:
+        raise LatenessConfigError(f"{source}: c.Lateness.extensions_file: {why}; fix the file or the path (a "
+                                  f"relative one is read from the course folder).") from None
     if not rows or tuple(cell.strip() for cell in rows[0][:2]) != EXTENSION_COLUMNS:
         raise LatenessConfigError(f"{path} line 1: the header must be {','.join(EXTENSION_COLUMNS)}.")
     found: dict[str, tuple[Extension, int]] = {}

@@ -6,13 +6,13 @@ timestamp.txt is in the student's folder: an unreadable one only leaves that stu
 """
 from __future__ import annotations
 
-import csv
 import os
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 
+from backprop_ninja.csv_input import CsvUnreadable, read_rows
 from backprop_ninja.lateness.times import TimeFormatError, parse_time
 
 TIMESTAMP_NAME = "timestamp.txt"
@@ -35,13 +35,9 @@ def read_times_csv(path: Path, zone: tzinfo) -> dict[str, datetime]:
     A time without a zone is in `zone` (c.Lateness.timezone)."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except OSError as error:
-        raise SubmissionTimesError(f"cannot read {path} ({error.strerror}); give the CSV of submission times with "
-                                   f"--submission-times.") from None
-    except UnicodeDecodeError:
-        raise SubmissionTimesError(f"{path} is not UTF-8 text; save it as CSV (UTF-8).") from None
+        rows = read_rows(path)
+    except CsvUnreadable as why:
+        raise SubmissionTimesError(f"{why}; give the CSV of submission times with --submission-times.") from None
     header = [cell.strip() for cell in rows[0]] if rows else []
     if not set(TIMES_COLUMNS) <= set(header):
         raise SubmissionTimesError(f"{path} line 1: the header must name the columns {','.join(TIMES_COLUMNS)}.")
