@@ -13,6 +13,7 @@ from pathlib import Path
 
 from backprop_ninja import diagnose, model, units
 from backprop_ninja.grade import autograd_scan, cell_text, compare, one_go, probe
+from backprop_ninja.inline import as_namespace, module_body
 
 CELL = "diagnoses"  # the grade_id of the cell
 
@@ -23,46 +24,22 @@ _HEADER = """\
 """
 
 
-def module_body(module=diagnose) -> str:
-    """A module's source without its docstring and its `from __future__` line (a cell cannot start with one)."""
-    source = Path(module.__file__).read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    first = tree.body[0]
-    skip_to = first.end_lineno if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) else 0
-    lines = source.splitlines()[skip_to:]
-    kept = [line for line in lines if line.strip() != "from __future__ import annotations"]
-    return "\n".join(kept).strip("\n") + "\n"
-
-
-_MODEL_INTRO = """
+_MODEL_INTRO = """\
 # The grader's own forward pass and autograd reference (backprop_ninja/model.py, as it is, inside the function
 # below): check() re-runs your answer cell on fresh batches with it. Its names (forward, init_parameters, ...) live
 # in `_model` only, so they never mix with the notebook's.
-def _ninja_model():
-"""
-_MODEL_OUTRO = """
-    return _types.SimpleNamespace(**locals())
-
-
-import types as _types
-
-_model = _ninja_model()
 """
 
 
 def model_code() -> str:
     """model.py's code, as code (not a string), as the body of a function whose locals become `_model`: one forward
     pass for the kit and the notebook, whose names stay out of the notebook's."""
-    body = "".join(f"    {line}\n" if line.strip() else "\n" for line in module_body(model).splitlines())
-    return _MODEL_INTRO + body + _MODEL_OUTRO
+    return as_namespace("_model", _MODEL_INTRO, module_body(model))
 
 
-_PROBE_INTRO = """
+_PROBE_INTRO = """\
 # The grader's rule probe (backprop_ninja/grade/probe.py, its numpy part, as it is): whether an answer that matches
 # with random gradients in place of the ones it builds on is a wrong combination of its branches, right only by luck.
-def _ninja_probe():
-    import itertools
-
 """
 
 
@@ -78,37 +55,32 @@ def probe_code() -> str:
     """probe.py's functions that need only numpy (probe.NOTEBOOK_CODE), as code, in the namespace `_probe`, with its
     seed and the table's ZERO_BECAUSE as literals; then how the grader judges its float64 stress replay (compare.py's
     ATOL_FLOAT64, _float32_numbers and its words for that replay)."""
-    parts = [f"PROBE_SEED = {probe.PROBE_SEED!r}", f"ZERO_BECAUSE = {pprint.pformat(probe.ZERO_BECAUSE, width=110)}",
+    parts = ["import itertools", f"PROBE_SEED = {probe.PROBE_SEED!r}", f"ZERO_BECAUSE = {pprint.pformat(probe.ZERO_BECAUSE, width=110)}",
              *_functions(probe, probe.NOTEBOOK_CODE)]
-    body = "".join(f"    {line}\n" if line.strip() else "\n" for line in "\n\n".join(parts).splitlines())
-    return (_PROBE_INTRO + body + "\n    return _types.SimpleNamespace(**locals())\n\n\n_probe = _ninja_probe()\n\n"
+    return (as_namespace("_probe", _PROBE_INTRO, "\n\n".join(parts)) + "\n"
             "# The grader's tolerance on its float64 stress replay, times the scale (backprop_ninja/grade/compare.py)\n"
             f"ATOL_FLOAT64 = {compare.ATOL_FLOAT64!r}\nSTRESS_WORDS = {compare.SPECIAL_WORDS[model.STRESS64]!r}\n\n\n"
             + "\n\n".join(_functions(compare, ["_float32_numbers"])))
 
 
-_CELL_RULES_INTRO = """
+_CELL_RULES_INTRO = """\
 # How the grader reads a cell (backprop_ninja/grade/cell_text.py) and the rule of Exercises 2 and 3
 # (backprop_ninja/grade/one_go.py), as they are, in the namespace `_one_go`; then what each of the two may read.
-def _ninja_cell_rules():
 """
 
 
 def cell_rules_code() -> str:
     """cell_text.py and one_go.py, as code, in the namespace `_one_go`, and units.one_go_rules() as a literal: the
     notebook reads a cell and applies the one-go rule with the grader's own code."""
-    body = module_body(cell_text) + "\n\n" + module_body(one_go)
-    indented = "".join(f"    {line}\n" if line.strip() else "\n" for line in body.splitlines())
     rules = pprint.pformat(units.one_go_rules(), width=112, compact=True)
-    return (_CELL_RULES_INTRO + indented + "\n    return _types.SimpleNamespace(**locals())\n\n\n"
-            "import types as _types\n\n_one_go = _ninja_cell_rules()\nONE_GO_RULES = " + rules + "\n")
+    return (as_namespace("_one_go", _CELL_RULES_INTRO, module_body(cell_text) + "\n\n" + module_body(one_go))
+            + "ONE_GO_RULES = " + rules + "\n")
 
 
-_SCAN_INTRO = """
+_SCAN_INTRO = """\
 # The grader's static scan (backprop_ninja/grade/autograd_scan.py, as it is), in the namespace `_scan`, with what
 # each answer cell may not use (from backprop_ninja/units.py) as literals: check() names a cell that asks autograd
 # with the grader's construct, line and words.
-def _ninja_scan():
 """
 
 
@@ -122,14 +94,11 @@ def scan_code() -> str:
             f"CELLS = {{\n{cells}}}\n"
             f"RULES = {{grade_id: Rules(answer, forbidden, AUTOGRAD_ATTRIBUTES, AUTOGRAD_MODULES)\n"
             f"         for grade_id, (answer, forbidden) in CELLS.items()}}")
-    body = module_body(autograd_scan) + "\n\n" + data
-    indented = "".join(f"    {line}\n" if line.strip() else "\n" for line in body.splitlines())
-    return (_SCAN_INTRO + indented + "\n    return _types.SimpleNamespace(**locals())\n\n\n"
-            "import types as _types\n\n_scan = _ninja_scan()\n")
+    return as_namespace("_scan", _SCAN_INTRO, module_body(autograd_scan) + "\n\n" + data)
 
 
 def notebook_code() -> str:
     table = pprint.pformat(units.diagnostic_table(), width=116, sort_dicts=False)
-    return (_HEADER + "\n" + module_body() + "\n\n# Per variable: the lines that use it, the paths of a one-go "
+    return (_HEADER + "\n" + module_body(diagnose) + "\n\n# Per variable: the lines that use it, the paths of a one-go "
             "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n" + model_code()
             + probe_code() + "\n\n" + cell_rules_code() + "\n" + scan_code())

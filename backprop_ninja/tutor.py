@@ -17,7 +17,7 @@ import json
 from collections import deque
 
 from backprop_ninja import notebook_tutor
-from backprop_ninja.notebook_diagnoses import module_body
+from backprop_ninja.inline import module_body
 from backprop_ninja.units import EX4_RETURNS, EXERCISE_1, RULES, UNITS, Unit
 
 LOSS_LINE = "loss = -logprobs[range(n), Yb].mean()"

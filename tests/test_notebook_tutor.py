@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from backprop_ninja import notebook_tutor, tutor  # noqa: E402
 from backprop_ninja.assign import REPO, TUTOR_CELL, notebook_path  # noqa: E402
-from backprop_ninja.notebook_diagnoses import module_body  # noqa: E402
+from backprop_ninja.inline import module_body  # noqa: E402
 from backprop_ninja.units import EXERCISE_1  # noqa: E402
 
 
