@@ -53,3 +53,41 @@ def test_isolated_gradings_share_a_draw_and_give_the_same_points(names_file):
         assert shared.left == 2 and all(shared.replays[spec] is not replays.get(spec) for spec in shared.replays)
     assert [_points(r) for r in together] == [_points(r) for r in alone]
     assert [[v.status for v in r.verdicts] for r in together] == [[v.status for v in r.verdicts] for r in alone]
+
+
+def test_two_threads_make_each_replay_of_a_draw_once(names_file, monkeypatch):
+    import threading
+
+    made = []
+    real = engine.replay_inputs
+
+    def counting(*spec):
+        made.append(spec)
+        return real(*spec)
+
+    monkeypatch.setattr(engine, "replay_inputs", counting)
+    shared = engine.SharedDraw(2)
+    plan = shared.next_plans()[0]
+    shared.next_plans()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(shared.replays_for(plan))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(made) == sorted(plan)  # every replay once, none twice
+    assert [[r.seed for r in replays] for replays in results] == [[spec[0] for spec in plan]] * 2
+
+
+def test_a_cold_grading_and_its_canary_replay_one_draw(names_file, monkeypatch):
+    if isolation.unavailable_reason() is not None:
+        pytest.fail(f"bubblewrap is needed here: {isolation.unavailable_reason()}")
+    made = []
+    real = engine.replay_inputs
+    monkeypatch.setattr(engine, "replay_inputs", lambda *spec: made.append(spec) or real(*spec))
+    with isolation.start(isolation.REQUIRED) as launcher:
+        result = engine.grade_notebook(EXAMPLES / "ada" / "backprop_ninja" / "backprop_ninja.ipynb",
+                                       launcher=launcher, **LIMITS)
+        assert launcher.environment_checked  # the canary ran, and passed
+    assert len(made) == len(set(made)) == 10  # ten replays for both gradings, not twenty
+    assert result.score == result.max_score == 32

@@ -6,22 +6,42 @@ results. Each worker imports the engine (and torch) once, loads the data once, t
 submission after submission. See docs/batch.md for the modules, the layout rules, the input limits,
 the resume key and the exit codes.
 """
-from backprop_ninja.batch.cli import add_batch_arguments, is_batch_input, run_from_args
-from backprop_ninja.batch.faults import ENVIRONMENT_FAULT, fault_gradescope, fault_result, is_environment_fault
-from backprop_ninja.batch.ids import safe_student_id
-from backprop_ninja.batch.inputs import ASSIGNMENT, discover
-from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS
-from backprop_ninja.batch.records import (CSV_NAME, RECORD_KEY, RESULTS_NAME, make_record, read_record,
-                                          write_grades_csv, write_json_atomically)
-from backprop_ninja.batch.resume import GRADING_CODE, PACKAGE_DIR, content_sha256, grader_version, resume_key
-from backprop_ninja.batch.run import (DEFAULT_GRADER, EXIT_ALL_GRADED, EXIT_BATCH_FAILED, EXIT_SOME_NOT_GRADED,
-                                      STATE_DIR, BatchSummary, run_batch)
-from backprop_ninja.batch.submission import BatchError, Submission
+from __future__ import annotations
 
-__all__ = [
-    "ASSIGNMENT", "CSV_NAME", "ENVIRONMENT_FAULT", "DEFAULT_GRADER", "DEFAULT_WATCHDOG_SECONDS", "EXIT_ALL_GRADED", "EXIT_BATCH_FAILED",
-    "EXIT_SOME_NOT_GRADED", "GRADING_CODE", "PACKAGE_DIR", "RECORD_KEY", "RESULTS_NAME", "STATE_DIR",
-    "BatchError", "BatchSummary", "Submission", "add_batch_arguments", "content_sha256", "discover",
-    "fault_gradescope", "fault_result", "grader_version", "is_batch_input", "is_environment_fault", "make_record", "read_record",
-    "resume_key", "run_batch", "run_from_args", "safe_student_id", "write_grades_csv", "write_json_atomically",
-]
+import importlib
+import importlib.util
+
+# name -> the module that defines it. Loaded on first use (PEP 562), so that grading one notebook, which only needs
+# arguments.py, does not import the whole batch (and traitlets with it) before its sandbox starts.
+_HOME = {
+    "add_batch_arguments": "arguments", "is_batch_input": "arguments",
+    "run_from_args": "cli",
+    "ENVIRONMENT_FAULT": "faults", "fault_gradescope": "faults", "fault_result": "faults",
+    "is_environment_fault": "faults",
+    "safe_student_id": "ids",
+    "ASSIGNMENT": "inputs", "discover": "inputs",
+    "DEFAULT_WATCHDOG_SECONDS": "pool",
+    "CSV_NAME": "records", "RECORD_KEY": "records", "RESULTS_NAME": "records", "make_record": "records",
+    "read_record": "records", "write_grades_csv": "records", "write_json_atomically": "records",
+    "GRADING_CODE": "resume", "PACKAGE_DIR": "resume", "content_sha256": "resume", "grader_version": "resume",
+    "resume_key": "resume",
+    "DEFAULT_GRADER": "run", "EXIT_ALL_GRADED": "run", "EXIT_BATCH_FAILED": "run", "EXIT_SOME_NOT_GRADED": "run",
+    "STATE_DIR": "run", "BatchSummary": "run", "run_batch": "run",
+    "BatchError": "submission", "Submission": "submission",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")  # a module of the batch: batch.run, batch.resume
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

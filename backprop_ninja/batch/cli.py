@@ -1,4 +1,5 @@
-"""`backprop-ninja grade FOLDER|ZIP --out DIR [--jobs N]`: the batch's arguments and entry, called from grade/cli.py."""
+"""`backprop-ninja grade FOLDER|ZIP --out DIR [--jobs N]`: the batch's entry, called from grade/cli.py (its arguments
+are in arguments.py)."""
 from __future__ import annotations
 
 import sys
@@ -6,24 +7,9 @@ from pathlib import Path
 
 from backprop_ninja.batch import run
 from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS
-from backprop_ninja.batch.shards import parse_shard
 from backprop_ninja.batch.submission import BatchError
 from backprop_ninja.export.safe_text import terminal_text
-from backprop_ninja.lateness.options import add_lateness_arguments, late_book
-
-
-def add_batch_arguments(parser) -> None:
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="worker processes for a folder or zip (default: the number of CPUs)")
-    parser.add_argument("--id-pattern", default=None, metavar="REGEX",
-                        help="take the student id from each notebook's file name with this regular expression "
-                             "and its (?P<student_id>...) group (default: the file name without .ipynb)")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="regrade submissions whose earlier row says they could not be graded")
-    parser.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
-                        help="grade only shard K of N (a fixed slice of the class, by a hash of the student id) into "
-                             "--out, beside the other shards; then `backprop-ninja merge OUT` writes grades.csv")
-    add_lateness_arguments(parser)  # --course-config, --submission-times
+from backprop_ninja.lateness.options import late_book
 
 
 def run_from_args(args) -> int:
@@ -56,8 +42,3 @@ def run_from_args(args) -> int:
         return 130
     print(terminal_text(summary.line()))
     return summary.exit_code
-
-
-def is_batch_input(path) -> bool:
-    path = Path(path)
-    return path.is_dir() or path.suffix.lower() == ".zip"

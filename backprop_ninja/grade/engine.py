@@ -11,6 +11,7 @@ import ast
 import functools
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,9 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
         raise ValueError(f"code policy {code!r}: choose one of {', '.join(CODE_POLICIES)}")
     launcher = launcher or shared_launcher()
     limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
-    canary = _start_canary(launcher, limits, unit_timeout, total_timeout) if check_environment else None
+    if shared is None and check_environment:  # the canary and this grading replay one draw: half the forward passes
+        shared = SharedDraw(uses=2)
+    canary = _start_canary(launcher, limits, unit_timeout, total_timeout, shared) if check_environment else None
     started = time.monotonic()
     found = extract.read_answers(path)
     if found.error:
@@ -105,7 +108,7 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
 
 
 def _start_canary(launcher: isolation.Launcher, limits: sandbox.Limits, unit_timeout: float,
-                  total_timeout: float):
+                  total_timeout: float, shared: SharedDraw | None = None):
     """The canary of this launcher and these limits, if it has not passed yet: in a thread beside the student's
     grading when the sandbox makes boxes without forking this process (two cores: a cold grading does not wait
     for it), else right here. Returns the Future to wait on, or None."""
@@ -118,7 +121,7 @@ def _start_canary(launcher: isolation.Launcher, limits: sandbox.Limits, unit_tim
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary")
-    future = pool.submit(ensure_environment, launcher, limits, unit_timeout, total_timeout)
+    future = pool.submit(ensure_environment, launcher, limits, unit_timeout, total_timeout, shared)
     pool.shutdown(wait=False)  # the thread ends with the canary; future.result() waits for it
     return future
 
@@ -151,16 +154,17 @@ def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limit
 
 
 def ensure_environment(launcher: isolation.Launcher, limits: sandbox.Limits, unit_timeout: float,
-                       total_timeout: float) -> None:
+                       total_timeout: float, shared: SharedDraw | None = None) -> None:
     """The canary: grade the reference answers under these limits and this isolation, once per launcher and
-    limits. If they do not score full, stop: a student must never be blamed for the machine."""
+    limits. If they do not score full, stop: a student must never be blamed for the machine. `shared`: the draw
+    the student's grading beside it takes its replays from, so the canary checks those very replays."""
     key = (limits, unit_timeout, total_timeout)
     if key in launcher.environment_checked:
         return
     from backprop_ninja.grade.canary import REFERENCE_CELLS
 
     result = grade_answers(extract.Extraction(answers=dict(REFERENCE_CELLS)), launcher, limits, unit_timeout,
-                           time.monotonic() + total_timeout)
+                           time.monotonic() + total_timeout, shared=shared)
     failed = [v for v in result.verdicts if not v.passed]
     if failed:
         first = failed[0]
@@ -311,23 +315,54 @@ class SharedDraw:
         self.plans: tuple[list, list] = ([], [])
         self.replays: dict[tuple, model.Replay] = {}  # plan entry -> its replay, references filled once
         self.proofs: dict[tuple, dict] = {}  # (plan entry, units graded) -> evidence.build_evidence's (read only)
+        self.lock = threading.Lock()  # a cold grading shares its draw with the canary's thread
+        self.making: dict[tuple, threading.Lock] = {}
 
     def next_plans(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        if self.left <= 0:
-            self.plans, self.replays, self.proofs, self.left = replay_plans(draw_seed_base()), {}, {}, self.uses
-        self.left -= 1
-        return self.plans
+        with self.lock:
+            if self.left <= 0:
+                self.plans, self.replays, self.proofs, self.left = replay_plans(draw_seed_base()), {}, {}, self.uses
+                self.making = {}
+            self.left -= 1
+            return self.plans
 
-    def replay(self, spec: tuple) -> model.Replay:
-        if spec not in self.replays:
-            self.replays[spec] = replay_inputs(*spec)
-        return self.replays[spec]
+    def replays_for(self, plan: list[tuple]) -> list[model.Replay]:
+        """The plan's replays, made once. A replay another thread is making now is skipped and waited for last,
+        so a grading and its canary make different replays side by side."""
+        busy = []
+        for spec in plan:
+            if self._making(spec).acquire(blocking=False):
+                self._make(spec)
+            else:
+                busy.append(spec)
+        for spec in busy:
+            self._making(spec).acquire()
+            self._make(spec)
+        return [self.replays[spec] for spec in plan]
+
+    def _making(self, spec: tuple) -> threading.Lock:
+        with self.lock:
+            return self.making.setdefault(spec, threading.Lock())
+
+    def _make(self, spec: tuple) -> None:
+        """With _making(spec) held: make the replay unless it exists, then let go of the lock."""
+        try:
+            if spec not in self.replays:
+                self.replays[spec] = replay_inputs(*spec)
+        finally:
+            self._making(spec).release()
+
+    def fill_references(self, replay: model.Replay) -> None:
+        with self.lock:
+            if not replay.grads:
+                add_reference_gradients(replay)
 
     def evidence(self, spec: tuple, graded: set[str]) -> dict:
         key = (spec, frozenset(graded))
-        if key not in self.proofs:
-            self.proofs[key] = evidence.build_evidence(self.replays[spec], graded)
-        return self.proofs[key]
+        with self.lock:
+            if key not in self.proofs:
+                self.proofs[key] = evidence.build_evidence(self.replays[spec], graded)
+            return self.proofs[key]
 
 
 @functools.lru_cache(maxsize=16)
@@ -380,14 +415,16 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
     groups = [(plan, [u for u in to_replay if u.exercise in exercises])
               for plan, exercises in zip(shared.next_plans() if shared else replay_plans(), ({1}, {2, 3, 4}))]
     groups = [(plan, graded) for plan, graded in groups if graded]
-    replays = [[shared.replay(spec) if shared else replay_inputs(*spec) for spec in plan] for plan, _ in groups]
+    replays = [shared.replays_for(plan) if shared else [replay_inputs(*spec) for spec in plan] for plan, _ in groups]
     verdicts, skip, first = {}, set(), 0
     # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
     out_of_reach = _spawner_out_of_reach(launcher)
     budget = records.AnswerBudget()  # the answers this submission may keep in memory, all units together
     with _open_box(launcher, [r.values for group in replays for r in group], limits) as box:
         for r in (r for group in replays for r in group):  # only now: the spawner will never see these
-            if not r.grads:  # a shared draw's replays keep theirs
+            if shared:  # a shared draw's replays keep theirs
+                shared.fill_references(r)
+            else:
                 add_reference_gradients(r)
         for (plan, graded), group in zip(groups, replays):
             indices = list(range(first, first + len(group)))

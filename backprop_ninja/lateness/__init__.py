@@ -7,3 +7,5 @@
     submitted.py       the batch: when each student handed in (timestamp.txt or a CSV of times)
     columns.py         the batch: grades.csv's lateness columns
 """
+
+CONFIG_NAME = "nbgrader_config.py"  # where c.Lateness is set; here so that naming it imports nothing heavy

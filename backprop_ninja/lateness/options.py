@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from backprop_ninja.batch.submission import BatchError
-from backprop_ninja.lateness.columns import LateBook
-from backprop_ninja.lateness.settings import CONFIG_NAME, LatenessConfigError, load_course_file
-from backprop_ninja.lateness.submitted import SubmissionTimesError, read_times_csv
+from backprop_ninja.lateness import CONFIG_NAME
+
+if TYPE_CHECKING:
+    from backprop_ninja.lateness.columns import LateBook
 
 UTC = ZoneInfo("UTC")  # submission times without a zone, when the course sets none
 
@@ -26,6 +28,11 @@ def add_lateness_arguments(parser) -> None:
 
 def late_book(args) -> LateBook:
     """What grades.csv needs to fill its lateness columns; raises BatchError naming the file and the fix."""
+    # here, not at the top: grading one notebook adds these arguments and must not pay for traitlets and dateutil
+    from backprop_ninja.lateness.columns import LateBook
+    from backprop_ninja.lateness.settings import LatenessConfigError, load_course_file
+    from backprop_ninja.lateness.submitted import SubmissionTimesError, read_times_csv
+
     config = getattr(args, "course_config", None)
     path = Path(config) if config else Path(CONFIG_NAME)
     if config is None and not path.is_file():

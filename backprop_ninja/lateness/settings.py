@@ -26,10 +26,10 @@ from traitlets.config import Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from backprop_ninja.csv_input import CsvUnreadable, read_rows
+from backprop_ninja.lateness import CONFIG_NAME
 from backprop_ninja.lateness.rule import Extension, PenaltyPolicy
 from backprop_ninja.lateness.times import TimeFormatError, parse_extension, parse_time
 
-CONFIG_NAME = "nbgrader_config.py"
 EXTENSION_COLUMNS = ("student_id", "extension")
 
 
