@@ -311,7 +311,11 @@ def _diagnose_parts(a, ref, parts: dict, clues: Clues, var: str, what: str):
             if words:
                 through = f"the branch through `{missing}`" if what == "branch" else f"the path through `{missing}`"
                 rest_words = "the other branch is right" if what == "branch" else "the other paths are right"
-                return Diagnosis("branch_factor", f"{through} is {words}; {rest_words}")
+                if words.startswith(_SIGN):  # "the branch ... has its sign flipped and is off by a factor 2"
+                    words = "has its sign flipped" + words[len(_SIGN):].replace(" and it is ", " and is ")
+                else:
+                    words = f"is {words}"
+                return Diagnosis("branch_factor", f"{through} {words}; {rest_words}")
     return None
 
 

@@ -59,7 +59,9 @@ def probe_code() -> str:
              *_functions(probe, probe.NOTEBOOK_CODE)]
     return (as_namespace("_probe", _PROBE_INTRO, "\n\n".join(parts)) + "\n"
             "# The grader's tolerance on its float64 stress replay, times the scale (backprop_ninja/grade/compare.py)\n"
-            f"ATOL_FLOAT64 = {compare.ATOL_FLOAT64!r}\nSTRESS_WORDS = {compare.SPECIAL_WORDS[model.STRESS64]!r}\n\n\n"
+            f"ATOL_FLOAT64 = {compare.ATOL_FLOAT64!r}\nSTRESS_WORDS = {compare.SPECIAL_WORDS[model.STRESS64]!r}\n"
+            "# Off, but nowhere by more than this many tolerances: the grader's near-miss (compare.py)\n"
+            f"NEAR_MISS = {compare.NEAR_MISS!r}\n\n\n"
             + "\n\n".join(_functions(compare, ["_float32_numbers"])))
 
 
@@ -97,8 +99,14 @@ def scan_code() -> str:
     return as_namespace("_scan", _SCAN_INTRO, module_body(autograd_scan) + "\n\n" + data)
 
 
+def _exercise_consumers() -> dict[str, list[str]]:
+    return {f"ex{u.exercise}": list(u.consumers) for u in units.UNITS if u.exercise in (2, 3)}
+
+
 def notebook_code() -> str:
     table = pprint.pformat(units.diagnostic_table(), width=116, sort_dicts=False)
     return (_HEADER + "\n" + module_body(diagnose) + "\n\n# Per variable: the lines that use it, the paths of a one-go "
-            "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n" + model_code()
+            "exercise, and what its messages may mention.\n_DIAGNOSTICS = " + table + "\n"
+            + "# Per one-go exercise: the gradients its answer starts from (the grader's scale of the tolerance)\n"
+            + f"_EXERCISE_CONSUMERS = {_exercise_consumers()!r}\n" + model_code()
             + probe_code() + "\n\n" + cell_rules_code() + "\n" + scan_code())

@@ -201,8 +201,10 @@ def _autograds_own(answer):
 # batches, as the grader does. Outside Jupyter there is no such record, and check() compares what is defined.
 import ast
 import contextlib
+import inspect
 import io
 import re
+import textwrap
 
 _CELLS = globals().get("_CELLS", [])  # kept when this cell runs again
 _forward_pass_count = globals().get("_forward_pass_count", 0)  # counted by autograd_reference() (forward cell)
@@ -369,31 +371,101 @@ def _given(name, exercise):
     return EX1_VARIABLES[:EX1_VARIABLES.index(name)]
 
 
-def _rerun(cells, name, values, grads, given):
+def _rerun(cells, name, values, grads, given, exercise=None):
     """d<name> from your cells run on `values`, in a scratch namespace (the notebook's own is left alone). The
-    gradients it may use come in the values' dtype (float64 on the stress replay), as the grader sends them."""
+    gradients it may use come in the values' dtype (float64 on the stress replay), as the grader sends them.
+    As in the grader, an Exercise 1 cell that reads what an earlier answer cell kept (a partial sum such as
+    `dlogits_1`) gets it from that cell run on the same batch, and a helper of yours that asks autograd, called only
+    as a statement of its own (the lecture's `cmp(...)`), does nothing."""
     graded = set(EX1_VARIABLES)
     scratch = {k: v for k, v in globals().items() if not (k.startswith("d") and k[1:] in graded)}
     scratch.update({k: v.detach().clone() for k, v in values.items()})
     dtype = values["W1"].dtype
-    scratch.update({"d" + v: grads[v].detach().to(dtype).clone() for v in given})
+    given_now = lambda: {"d" + v: grads[v].detach().to(dtype).clone() for v in given}  # noqa: E731
+    scratch.update(given_now())
     scratch.update({helper: _does_nothing for helper in _QUIET})
     n_rows = values["Xb"].shape[0]
     scratch.update(n=n_rows, batch_size=n_rows)
+    scratch.update(_stand_ins(cells, name, exercise, scratch))
+    feeding = [] if exercise else _feeding_cells(cells, set(values) | {"d" + v for v in given})
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        for cell in feeding:  # the grader's worker ran them before this one; one that fails is left out, as there
+            try:
+                exec(compile(cell["source"], "<an earlier answer cell>", "exec"), scratch)
+            except Exception:
+                pass
+        if feeding:
+            scratch.update(given_now())  # the gradients before this one are autograd's again: one mistake, one unit
         for cell in cells:
             exec(compile(cell["source"], f"<your d{name} cell>", "exec"), scratch)
     return scratch.get("d" + name)
 
 
-def _batch_scale(name, grads):
+def _feeding_cells(cells, provided):
+    """The earlier answer cells (the last run of each) that bound a tensor your cells read and do not make
+    themselves, besides the batch's tensors and the gradients given (`provided`): in the grader's worker those
+    cells ran before, on the same batch."""
+    wanted = set()
+    for cell in cells:
+        try:
+            tree = ast.parse(cell["source"])
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return []
+        bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+        wanted |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                   and n.id not in bound | provided and isinstance(globals().get(n.id), torch.Tensor)}
+    feeding = []
+    first = next((i for i, entry in enumerate(_CELLS) if entry is cells[0]), 0) if cells else 0
+    for entry in reversed(_CELLS[:first]):  # run before your cells, in this forward pass, as Exercise 1's
+        if entry.get("exercise", "ex1") != "ex1":
+            continue
+        found = wanted & entry["touched"]
+        if found and entry["forward"] == _forward_pass_count:
+            feeding.insert(0, entry)
+            wanted -= found
+    return feeding
+
+
+def _stand_ins(cells, name, exercise, scratch):
+    """Your own helpers that the grader runs as stand-ins doing nothing: those its autograd scan flags, called only
+    as a statement of their own (their result cannot reach the answer), as in backprop_ninja/grade/definitions.py."""
+    rules = _scan.RULES.get(f"{exercise or 'ex1'}_{name}")
+    quiet = {}
+    for cell in cells if rules else []:
+        try:
+            tree = ast.parse(cell["source"])
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for statement in tree.body:
+            call = getattr(statement, "value", None) if isinstance(statement, ast.Expr) else None
+            helper = scratch.get(call.func.id) if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
+                else None
+            if not inspect.isfunction(helper) or getattr(helper, "__module__", None) != "__main__" \
+                    or not _one_go.only_called_as_statement(tree, call.func.id):
+                continue
+            try:
+                finding = _scan.scan(textwrap.dedent(inspect.getsource(helper)), rules)
+            except (OSError, TypeError):  # no source to read: left as it is
+                continue
+            if finding is not None and finding.kind == "autograd":
+                quiet[call.func.id] = _does_nothing
+    return quiet
+
+
+def _consumers(name, exercise=None):
+    """The lines whose gradients d<name> is computed from, as the grader's unit has them: Exercise 2 starts from the
+    loss, Exercise 3 from dhpreact, an Exercise 1 gradient from the lines that use <name>."""
+    return _EXERCISE_CONSUMERS[exercise] if exercise else _DIAGNOSTICS.get(name, {}).get("consumers", [])
+
+
+def _batch_scale(name, grads, exercise=None):
     """The tolerance's scale on one batch: the largest gradient involved (this one and those of its lines)."""
-    consumers = _DIAGNOSTICS.get(name, {}).get("consumers", [])
+    consumers = _consumers(name, exercise)
     return max([grads[name].abs().max().item()] + [grads[c].abs().max().item() for c in consumers if c in grads]
                + ([1.0] if "loss" in consumers else []))
 
 
-def _right(answer, name, grads, in_float64=False):
+def _right(answer, name, grads, in_float64=False, exercise=None):
     """The grader's rule on one batch: a float tensor of the right shape within ATOL times the scale; on the float64
     stress replay within ATOL_FLOAT64 times it, unless the answer holds float32 numbers only (computed in float32,
     it can only be as exact as float32), as compare.py judges it."""
@@ -402,7 +474,7 @@ def _right(answer, name, grads, in_float64=False):
         return False
     mine = answer.detach().double()
     atol = ATOL_FLOAT64 if in_float64 and not _float32_numbers(mine.numpy()) else ATOL
-    return bool(((mine - reference).abs() <= atol * _batch_scale(name, grads)).all())
+    return bool(((mine - reference).abs() <= atol * _batch_scale(name, grads, exercise)).all())
 
 
 def _stress_problem(cells, name, exercise):
@@ -410,16 +482,39 @@ def _stress_problem(cells, name, exercise):
     the grader's "nearly right" (its ordinary replays pass by now)."""
     values, grads = _stress_batch()
     try:
-        answer = _rerun(cells, name, values, grads, _given(name, exercise))
+        answer = _rerun(cells, name, values, grads, _given(name, exercise), exercise)
     except Exception:  # a float32 habit (e.g. a float32 one-hot) raises in float64 only: the grader leaves it out
         return None
-    if _right(answer, name, grads, in_float64=True):
+    if _right(answer, name, grads, in_float64=True, exercise=exercise):
         return None
     where = ("far off in the batchnorm column of tiny variance and close elsewhere, as when the epsilon of "
              "bnvar + eps is missing from the derivative" if _only_tiny_column(answer, name, grads)
              else "by far more than float64 rounding: look for a constant slightly off (an epsilon left out, a "
                   "small term added) or float32 forced mid-way (.float())")
     return f"is nearly right, but wrong on {STRESS_WORDS}: {where}"
+
+
+def _near(answer, name, grads, exercise=None):
+    """Whether `answer` is off nowhere by more than NEAR_MISS times the tolerance (compare.py's near-miss)."""
+    if not isinstance(answer, torch.Tensor) or name not in grads or answer.shape != grads[name].shape:
+        return False
+    diff = (answer.detach().double() - grads[name].double()).abs()
+    return bool(torch.isfinite(diff).all() and (diff <= NEAR_MISS * ATOL * _batch_scale(name, grads, exercise)).all())
+
+
+def _near_miss(cells, name, answer, exercise):
+    """What the stress replay shows when d<name> is off on this batch, but only a little (_near), and so on fresh
+    batches: the grader's "nearly right"; None otherwise, or when the stress replay passes it."""
+    if not cells:
+        return None
+    answer = globals().get("d" + name) if answer is None else answer
+    try:  # a diagnosis is a bonus: it must never stop the check itself
+        if not _near(answer, name, _current_batch()[1], exercise):
+            return None
+        fresh = _fresh_problem(cells, name, exercise)
+    except Exception:
+        return None
+    return fresh if fresh and "nearly right" in fresh else None
 
 
 def _only_tiny_column(answer, name, grads):
@@ -438,7 +533,9 @@ def _fresh_problem(cells, name, exercise=None):
     outcome = {}  # batch size -> True (right), False (wrong) or the error it raised
     for (values, grads), (_, size) in zip(_fresh_batches(), FRESH_BATCHES):
         try:
-            outcome[size] = _right(_rerun(cells, name, values, grads, _given(name, exercise)), name, grads)
+            answer = _rerun(cells, name, values, grads, _given(name, exercise), exercise)
+            outcome[size] = _right(answer, name, grads, exercise=exercise) or ("near" if _near(answer, name, grads,
+                                                                                                 exercise) else False)
         except NameError as err:
             missing = str(err).split("'")[1] if "'" in str(err) else ""
             if exercise and missing.startswith("d") and missing[1:] in EX1_VARIABLES:
@@ -449,6 +546,10 @@ def _fresh_problem(cells, name, exercise=None):
             outcome[size] = _one_line(err)
     if all(result is True for result in outcome.values()):
         return _stress_problem(cells, name, exercise)
+    if all(result in (True, "near") for result in outcome.values()):  # the grader's near-miss, if the stress fails
+        stress = _stress_problem(cells, name, exercise)
+        if stress:
+            return stress
     if outcome[32] is True:
         return ("is right when the batch has 32 examples but wrong on a fresh batch of 17: it looks like a literal "
                 "32 where the batch size n belongs")
@@ -516,7 +617,7 @@ def _local_shares(name, params, values, upstream):
 _exact_explained = False
 
 
-def _compare(name, answer=None):
+def _compare(name, answer=None, exercise=None):
     """(status, detail) for your d<name> (or `answer`) against autograd's <name>.grad. The status is "done", "wrong"
     or "not yet"; the detail completes a sentence that starts with d<name>. Never raises."""
     answer = globals().get("d" + name) if answer is None else answer
@@ -540,7 +641,7 @@ def _compare(name, answer=None):
     exact = torch.equal(answer, expected)
     # The grader's rule: off by at most ATOL times the largest gradient involved (this one and those it is made
     # from), since that is the size of float32 rounding, even for gradients that are ~0 (db1, dlogit_maxes).
-    close = bool(((answer - expected).abs() <= ATOL * _scale(name)).all())
+    close = bool(((answer - expected).abs() <= ATOL * _scale(name, exercise)).all())
     maxdiff = (answer - expected).abs().max().item()
     detail = f"exact: {str(exact):5s} | approximate: {str(close):5s} | maxdiff: {maxdiff:.2e}"
     return ("done" if close else "wrong"), detail
@@ -565,7 +666,10 @@ def _upstream(name):
     return found
 
 
-def _scale(name):
+def _scale(name, exercise=None):
+    if exercise:  # the gradients an exercise starts from: the loss's (1) or dhpreact
+        sizes = [1.0 if c == "loss" else _grad(c).abs().max().item() for c in _consumers(name, exercise)]
+        return max([_grad(name).abs().max().item()] + sizes)
     sizes = [_grad(name).abs().max().item()] + [g.abs().max().item() for _, g in _upstream(name).values()]
     return max(sizes)
 
@@ -583,11 +687,20 @@ def _diagnosis(name, answer=None):
         return torch.autograd.grad(output, x, upstream, retain_graph=True)[0].double().numpy()
 
     upstream = _upstream(name)
+    # Each line's own share, as the grader's table has it: not autograd.grad(c, x), which also runs through another
+    # use of x (probs = counts * counts_sum_inv, and counts_sum_inv comes from counts too)
+    params = [globals()[p].detach().double() for p in _model.PARAMETER_NAMES]
+    batch = {"Xb": Xb, "Yb": Yb}
+    lines = {c: g.double() for c, (_, g) in upstream.items() if c != "loss"}
+
+    def local_share(c, g):  # line c's own share on the upstream g (the other lines keep theirs)
+        return _local_shares(name, params, batch, {**lines, c: g.double()})[c].numpy()
+
     # autograd.grad also adds into the .grad of every intermediate it passes that retains its gradient: put them back
     kept = {v: _grad(v).clone() for v in EX1_VARIABLES if _grad(v) is not None}
     try:
-        shares = {c: share(t, g) for c, (t, g) in upstream.items()}
-        swaps = {c: share(t, t.detach()) + sum(shares[o] for o in shares if o != c)
+        shares = {c: (share(t, g) if c == "loss" else local_share(c, g)) for c, (t, g) in upstream.items()}
+        swaps = {c: local_share(c, t.detach()) + sum(shares[o] for o in shares if o != c)
                  for c, (t, _) in upstream.items() if c != "loss"}
         paths = {p: share(globals()[p], _grad(p).clone()) for p in row["paths"]}
     finally:
@@ -710,11 +823,11 @@ def _verdict(name, exercise):
     if exercise and cells:  # Exercises 2 and 3: their own cell's answer, not a d<name> left by Exercise 1
         values, grads = _current_batch()
         try:
-            answer = _rerun(cells, name, values, grads, _given(name, exercise))
+            answer = _rerun(cells, name, values, grads, _given(name, exercise), exercise)
         except Exception as err:
             message = f"d{name}'s cell raised {_one_line(err)} when re-run."
             return _line(name, "its cell raised"), message, False
-    status, detail = _compare(name, answer)
+    status, detail = _compare(name, answer, exercise)
     line = _line(name, detail)
     if status == "not yet":
         return line, (f"d{name} is not defined yet: answer its cell above (in place of `raise "
@@ -730,6 +843,9 @@ def _verdict(name, exercise):
         if note:  # the grader's default policy keeps the points, with the note: a note here too, not a failure
             line += f"\nnote: d{name} is right here only by luck: {note}. The grader keeps the points, with this note."
         return line, None, True
+    near = _near_miss(cells, name, answer, exercise) if detail.startswith("exact:") else None
+    if near:  # the grader's "nearly right": close on the ordinary batches, wrong on its stress replay
+        return line, f"d{name} {near}.", False
     stale = None if exercise else _stale_from(cells)
     if stale:
         return line, (f"d{name} was computed from an earlier forward pass: re-run the cells from d{stale}'s "

@@ -216,6 +216,13 @@ class Notebook:
                     return
                 time.sleep(0.25)
 
+    def run_cell(self, index: int) -> None:
+        """Run one cell as a student does: click into it, then Ctrl+Enter (run, stay on the cell)."""
+        cell = self.cell(index)
+        cell.scroll_into_view_if_needed()
+        cell.locator(".jp-InputArea-editor").first.click()
+        self.page.keyboard.press("Control+Enter")
+
     def executed(self) -> int:
         """Cells in view whose prompt shows an execution count."""
         prompts = self.cells().locator(".jp-InputArea-prompt")

@@ -69,7 +69,10 @@ def course(names_file, solutions):
 
     partial = filled(release, {**{gid: solutions[gid] for gid in RIGHT}, WRONG: sign_flipped(solutions[WRONG])})
     after_answer = index_of(partial, WRONG) + 1
-    partial.cells[after_answer:after_answer] = [nbformat.v4.new_code_cell(src) for src in [*HINTS, "progress()"]]
+    # the last: a student who draws another batch on purpose (Run All stops before it, at the failing check)
+    another_batch = "batch_state = torch.Generator().manual_seed(5).get_state()"
+    partial.cells[after_answer:after_answer] = [nbformat.v4.new_code_cell(src)
+                                                for src in [*HINTS, "progress()", another_batch]]
     nbformat.write(partial, root / "partial.ipynb")
     solved = filled(release, solutions)
     nbformat.write(solved, root / "solved.ipynb")
@@ -83,8 +86,8 @@ def course(names_file, solutions):
         "checks": {gid: index_of(partial, "test_" + gid) for gid in RIGHT},
         "wrong_check": index_of(partial, "test_" + WRONG),
         "hints": [after_answer + k for k in range(len(HINTS))],
-        "progress": after_answer + len(HINTS),
-        "next_answer": index_of(partial, "ex1_counts"),
+        "progress": after_answer + len(HINTS), "another_batch": after_answer + len(HINTS) + 1,
+        "next_answer": index_of(partial, "ex1_counts"), "forward": index_of(partial, "forward"),
         "train": index_of(solved, "train"), "eval": index_of(solved, "eval"),
     }
     remove(work)
@@ -196,6 +199,20 @@ def test_progress_shows_the_picture(partial, course):
     box = image.bounding_box()
     if not box or box["width"] < 200 or box["height"] < 200:
         partial.fail("progress", f"the progress picture is not drawn at a visible size: {box}", index)
+
+
+def test_a_stale_answer_says_to_rerun_its_cells(partial, course):
+    # Runs last of the tests on partial.ipynb: it changes the output of dprobs's check, which the others read.
+    partial.run_cell(course["another_batch"])  # a student draws another batch, re-runs the forward pass,
+    partial.run_cell(course["forward"])  # and then only the check of dprobs
+    check = course["checks"]["ex1_probs"]
+    partial.run_cell(check)
+    partial.wait_for(check, STDERR, "the check's failure", timeout_s=60)
+    error = partial.error_text(check)
+    if error != ("CheckFailed: dprobs was computed from an earlier forward pass: re-run the cells from dlogprobs's "
+                 "on."):
+        partial.fail("stale", f"the check of a stale dprobs does not say to re-run the cells from dlogprobs's: "
+                              f"{error!r}", check)
 
 
 def test_training_shows_progress_bar_and_loss_plot(course, lab, browser, shots):

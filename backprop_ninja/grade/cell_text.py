@@ -1,10 +1,11 @@
 """A notebook cell's code as the grader runs it: plain Python, with IPython's magics taken out line for line.
 
-Needs only `re`, so `backprop-ninja assign` inlines it into the notebook (notebook_diagnoses.py): the notebook's
-check() reads a cell exactly as the grader does.
+Needs only `re` and `ast`, so `backprop-ninja assign` inlines it into the notebook (notebook_diagnoses.py): the
+notebook's check() reads a cell exactly as the grader does.
 """
 from __future__ import annotations
 
+import ast
 import re
 
 # `%time x = ...` times the statement *and runs it*, so the statement must survive; `-n 10` style options go.
@@ -26,3 +27,14 @@ def strip_magics(source: str) -> str:
         else:
             lines.append(line)
     return "\n".join(lines)
+
+
+def only_called_as_statement(tree: ast.Module, name: str) -> bool:
+    """Whether every read of `name` in the cell is a top-level statement `name(...)` whose result is unused: the
+    lecture's `cmp("logprobs", dlogprobs, logprobs)`. Such a helper, if it asks autograd, cannot reach the answer,
+    so the grader (definitions.py) and check() run a stand-in that does nothing in its place."""
+    calls = [s.value.func for s in tree.body
+             if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
+             and s.value.func.id == name]
+    reads = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
+    return bool(calls) and len(calls) == len(reads)

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from backprop_ninja import units
-from backprop_ninja.grade import allowlist, static
+from backprop_ninja.grade import allowlist, cell_text, static
 
 # Names the worker reads as a unit's answer: no added cell may bind them.
 ANSWER_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.EX4_RETURNS)
@@ -202,7 +202,7 @@ def check_use(answer: str, unit: units.Unit, position: int, definitions: list[De
         if problem is None:
             continue
         culprit, what, kind = problem
-        if _only_called_as_statement(tree, name) and _is_function(name, before):
+        if cell_text.only_called_as_statement(tree, name) and _is_function(name, before):
             silenced.append(name)
             continue
         through = "" if culprit == name else f"uses `{culprit}`, which "
@@ -266,15 +266,6 @@ def _problem_behind(name: str, before: list[Definition], unit: units.Unit, alias
                 return current, problems[index][0], problems[index][1]
             pending += sorted(definition.reads - seen)
     return None
-
-
-def _only_called_as_statement(tree: ast.Module, name: str) -> bool:
-    """Whether every read of `name` in the cell is a top-level statement `name(...)` whose result is unused."""
-    calls = [s.value.func for s in tree.body
-             if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
-             and s.value.func.id == name]
-    reads = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
-    return bool(calls) and len(calls) == len(reads)
 
 
 def _is_function(name: str, before: list[Definition]) -> bool:
