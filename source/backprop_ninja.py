@@ -156,6 +156,7 @@ print("vocabulary:", vocab_size, "| train", tuple(Xtr.shape), "| val", tuple(Xde
 # Only while grading do the checks just print (the grader decides the points); under Validate they stop like here.
 GRADING = os.environ.get("NBGRADER_EXECUTION") == "autograde"
 UNDER_NBGRADER = bool(os.environ.get("NBGRADER_EXECUTION"))  # autograde or validate: short training, no pictures
+VALIDATE_WIDTH = 90  # characters of a line that Validate's dialog shows whole
 
 EX1_VARIABLES = [
     "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits", "h",
@@ -168,7 +169,9 @@ class CheckFailed(AssertionError):
     """A check that did not pass. Jupyter shows only its one-line message, not a traceback into the helpers."""
 
     def _render_traceback_(self):
-        return [f"{type(self).__name__}: {self}"]
+        line = f"{type(self).__name__}: {self}"
+        # nbgrader's Validate shows these lines in a box that does not wrap them: there, they come wrapped
+        return textwrap.wrap(line, VALIDATE_WIDTH) if UNDER_NBGRADER else [line]
 
 
 def _unanswered_cell(shell, etype, value, tb, tb_offset=None):

@@ -1,6 +1,7 @@
 """Build submission notebooks for the grader's tests: answer cells carry nbgrader metadata."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -8,6 +9,10 @@ import nbformat
 from backprop_ninja import units
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+# The width the notebook wraps a failed check's message to under nbgrader (the assignment source's VALIDATE_WIDTH):
+# Validate's dialog does not wrap lines.
+VALIDATE_WIDTH = int(re.search(r"^VALIDATE_WIDTH = (\d+)", (Path(__file__).resolve().parent.parent / "source" /
+                                                              "backprop_ninja.py").read_text(), re.MULTILINE).group(1))
 
 
 def answer_cell(grade_id: str, source: str) -> nbformat.NotebookNode:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from backprop_ninja import assign, model, units
+from notebooks import VALIDATE_WIDTH
 
 ROOT = assign.REPO
 
@@ -174,11 +175,15 @@ def test_validate_fails_the_blank_release_naming_each_gradient(release, tmp_path
     failed = _validate(release, tmp_path, monkeypatch, names_file)
     assert _failed_ids(failed, release) == [u.test_id for u in units.UNITS]  # every test cell, nothing else
     errors = [f["raw_error"] for f in failed]
-    for unit, error in zip(units.UNITS, errors):
-        assert "\n" not in error.strip() and error.startswith("CheckFailed: "), error  # one line, no traceback
+    for unit, raw in zip(units.UNITS, errors):
+        # the message alone, no traceback, in lines Validate's dialog shows whole
+        assert all(len(line) <= VALIDATE_WIDTH for line in raw.strip().splitlines()), raw
+        error = " ".join(raw.split())
+        assert error.startswith("CheckFailed: ") and "Traceback" not in error, error
         if unit.var:
             assert error.startswith(f"CheckFailed: d{unit.var} is not defined yet"), error
-    assert errors[-1].startswith("CheckFailed: manual_backward raised NotImplementedError: answer its cell above")
+    assert " ".join(errors[-1].split()).startswith(
+        "CheckFailed: manual_backward raised NotImplementedError: answer its cell above")
 
 
 def test_validate_fails_a_wrong_notebook_naming_what_is_wrong(release, tmp_path, monkeypatch, names_file):
@@ -191,12 +196,12 @@ def test_validate_fails_a_wrong_notebook_naming_what_is_wrong(release, tmp_path,
     for unit in examples.EXPECTED_LOST:  # each of ben's mistakes fails its own check
         assert f"test_{unit}" in ids, unit
     assert "test_ex4_backward" not in ids  # his manual_backward is right
-    text = "\n".join(f["raw_error"] for f in failed)
+    text = " ".join("\n".join(f["raw_error"] for f in failed).split())  # the messages come wrapped under nbgrader
     # each names the mistake as the grader does (diagnose.py, in the notebook's diagnoses cell)
     assert "CheckFailed: dlogprobs is off: the sign is flipped." in text
     # (ben's earlier mistakes reach dhpreact in his notebook, so the values are off too, and the message says so)
     assert ("CheckFailed: dbnbias is off: shape (64,) instead of (1, 64): keep the summed dimension (keepdim=True)"
-            in " ".join(text.split()))  # nbgrader wraps long lines
+            in text)
     assert "CheckFailed: dC is autograd's own answer (C.grad); derive it by hand." in text
     assert "Traceback" not in text
 

@@ -30,6 +30,8 @@ from backprop_ninja.examples import filled
 from backprop_ninja.grade import grade_notebook
 from browser import CHROMIUM_ARGS, STDERR, Lab, Notebook, Screenshots, chromium_path, nbgrader_validate, remove
 
+from notebooks import VALIDATE_WIDTH
+
 RIGHT = ["ex1_logprobs", "ex1_probs", "ex1_counts_sum_inv"]
 WRONG = "ex1_counts_sum"
 HINTS = ['hint("counts_sum")'] * 3
@@ -276,8 +278,12 @@ def test_validate_button_fails_the_blank_notebook(course, lab, browser, shots):
     if sorted(failed) != sorted(course["grade_cells"]):
         notebook.fail("validate", f"Validate lists {len(failed)} failed cells, not the {len(course['grade_cells'])} "
                                   f"test cells of the release: {failed}")
-    if "dlogprobs is not defined yet" not in text:
+    if "dlogprobs is not defined yet" not in " ".join(text.split()):
         notebook.fail("validate", f"Validate does not say what is missing in the first unit: {text[:800]!r}")
+    cut = [pre.inner_text()[:120] for pre in message.locator(".jp-RenderedText pre").all()[1::2]
+           if pre.evaluate("e => e.scrollWidth > e.closest('.jp-Dialog-body').clientWidth + 1")]
+    if cut:  # the dialog's boxes do not wrap: a line wider than the box is cut off at its edge
+        notebook.fail("validate", f"Validate's dialog cuts {len(cut)} messages off at its edge, e.g. {cut[0]!r}")
     notebook.page.close()
 
 
@@ -328,9 +334,11 @@ def test_validate_fails_exactly_the_units_the_grader_does_not_give_full_points(c
     assert failed == short, (f"Validate fails {sorted(failed - short)} that the grader gives full points, and passes "
                              f"{sorted(short - failed)} that it does not:\n{output[:3000]}")
     assert ("Success" in output) == (not short)
-    for block in output.split("The error was:")[1:]:  # each failure is one line the dialog can show whole
-        error = next(line.strip() for line in block.splitlines() if line.strip().startswith("CheckFailed"))
-        assert len(error) <= 400, error
+    for block in output.split("The error was:")[1:]:  # each failure is short, in lines the dialog shows whole
+        lines = block.strip().split("\n\n")[0].splitlines()  # the error's lines, up to the next blank line
+        error = " ".join(line.strip() for line in lines)
+        assert lines[0].startswith("CheckFailed") and len(error) <= 400, error
+        assert all(len(line) <= VALIDATE_WIDTH for line in lines), lines
 
 
 # --- the notebook opens on the work: machinery collapsed, Exercise 1's first answer cell within two screens -------
