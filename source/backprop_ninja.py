@@ -210,6 +210,7 @@ import re
 import textwrap
 
 _CELLS = globals().get("_CELLS", [])  # kept when this cell runs again
+_running = {"info": None}  # the cell running now, as IPython announced it
 _forward_pass_count = globals().get("_forward_pass_count", 0)  # counted by autograd_reference() (forward cell)
 ANSWER_CELL_IDS = {"ex2": "ex2_logits", "ex3": "ex3_hprebn"}  # the answer cells of Exercises 2 and 3
 EXERCISE_VARIABLE = {"ex2": "logits", "ex3": "hprebn"}
@@ -269,6 +270,7 @@ def _autograd_use(cells, name, exercise):
 def _note_cell(info):
     """IPython calls this before every cell: note the cells that set a gradient or manual_backward (before they
     run, so that a check() inside the answer cell finds it)."""
+    _running["info"] = info
     try:
         source = _one_go.strip_magics(info.raw_cell)  # as the grader reads it (from the diagnoses cell below)
         plain, touched = _assigned(source)
@@ -281,6 +283,7 @@ def _note_cell(info):
 
 def _note_error(result):
     """IPython calls this after every cell: keep the error an answer cell raised (a failed check is not one)."""
+    _running["info"] = None
     error = result.error_in_exec or result.error_before_exec
     if _CELLS and _CELLS[-1]["info"] is result.info and error is not None and not isinstance(error, CheckFailed):
         _CELLS[-1]["error"] = _one_line(error)
@@ -814,7 +817,10 @@ def _verdict(name, exercise):
     """(line, message, passes): what check() prints, the one-line message if it stops (else None)."""
     cells = _answer_cells(name, exercise) if _LOGGING else []
     for cell in cells:
-        cell.setdefault("exercise", exercise or "ex1")
+        # a check is what says which exercise a cell answers; one inside the cell itself does not, since where
+        # Jupyter sends no cell ids, check("logits") in Exercise 2's cell would take it for Exercise 1's
+        if cell["info"] is not _running["info"]:
+            cell.setdefault("exercise", exercise or "ex1")
     problem = _session_problem(name, exercise, cells) if _LOGGING else None
     if problem and problem[0] == "its cell raised" and not exercise and _right_from_right_inputs(cells, name):
         # the grader gives it full points: it runs the cell with right gradients before it

@@ -53,11 +53,9 @@ REFERENCE = Submission("reference_solution", "alternative")
 # Disagreements found and not fixed (case, grade_id) -> what differs, as `_difference` words it. Each is kept here
 # on purpose: the test asserts this list exactly.
 KNOWN: dict[tuple[str, str], str] = {
-    # A right answer the notebook fails: where the front end sends no cell ids (this test's kernel), check('logits')
-    # called inside Exercise 2's cell takes that cell as Exercise 1's, so check('ex2') finds none. (A student's own
-    # cmp() reading t.grad, a partial sum kept by the previous cell, a near-miss, and one branch flipped or missing
-    # for counts, bndiff and hprebn were here too, until check() re-ran, scaled and diagnosed them as the grader.)
-    ("alt_calls_notebook_helpers", "ex2_logits"): "notebook fails (missing), grader ok",
+    # (Fixed and gone from here: a student's own cmp() reading t.grad, a partial sum kept by the previous cell, a
+    # near-miss, one branch flipped or missing for counts, bndiff and hprebn, and check('logits') inside Exercise 2's
+    # cell where the front end sends no cell ids. check() now re-runs, scales and diagnoses them as the grader.)
     # A cheat's side effects in the student's own kernel: .backward() adds into autograd's .grad, so later right
     # answers no longer match it; a helper that reads b2.grad is autograd's own answer in the kernel, a no-op in
     # the grader; a vjp cell that raises in the kernel is flagged statically by the grader, and Exercise 3's cell
