@@ -193,9 +193,11 @@ def _autograds_own(answer):
     """The name of the tensor whose autograd gradient `answer` is (or is a view of), else None."""
     storage = answer.untyped_storage().data_ptr()
     for name in list(globals()):
-        grad = _grad(name)
-        if grad is not None and (answer is grad or storage == grad.untyped_storage().data_ptr()):
-            return name
+        tensor = globals()[name]
+        live = tensor.grad if isinstance(tensor, torch.Tensor) and (tensor.is_leaf or tensor.retains_grad) else None
+        for grad in (_grad(name), live):  # the kept reference, and .grad as it is now
+            if grad is not None and (answer is grad or storage == grad.untyped_storage().data_ptr()):
+                return name
     return None
 
 
@@ -211,6 +213,7 @@ import textwrap
 
 _CELLS = globals().get("_CELLS", [])  # kept when this cell runs again
 _running = {"info": None}  # the cell running now, as IPython announced it
+_reference = globals().get("_reference", {})  # name -> (its tensor, autograd's gradient), from autograd_reference()
 _forward_pass_count = globals().get("_forward_pass_count", 0)  # counted by autograd_reference() (forward cell)
 ANSWER_CELL_IDS = {"ex2": "ex2_logits", "ex3": "ex3_hprebn"}  # the answer cells of Exercises 2 and 3
 EXERCISE_VARIABLE = {"ex2": "logits", "ex3": "hprebn"}
@@ -635,7 +638,7 @@ def _compare(name, answer=None, exercise=None):
     if _grad(name) is None:
         return "wrong", (f"cannot be checked: {name} is no longer the tensor of the forward pass (was it assigned "
                          f"again?); run the forward pass cell again, then this one")
-    expected = target.grad
+    expected = _grad(name)
     if answer.shape != expected.shape:
         return "wrong", f"has shape {tuple(answer.shape)}, but {name} has shape {tuple(expected.shape)}"
     if not answer.is_floating_point():
@@ -654,8 +657,12 @@ def _compare(name, answer=None, exercise=None):
 
 
 def _grad(name):
-    """autograd's gradient of the forward pass's tensor <name>, or None (not run yet, or the name was reused)."""
+    """autograd's gradient of the forward pass's tensor <name>, or None (not run yet, or the name was reused): as
+    autograd_reference() left it, whatever a cell has added into .grad since."""
     tensor = globals().get(name)
+    kept = _reference.get(name)
+    if kept is not None and kept[0] is tensor:
+        return kept[1]
     if isinstance(tensor, torch.Tensor) and (tensor.is_leaf or tensor.retains_grad):
         return tensor.grad
     return None
@@ -687,7 +694,7 @@ def _diagnosis(name, answer=None):
     x = globals()[name]
     if not isinstance(answer, torch.Tensor) or name not in _DIAGNOSTICS:
         return None
-    row, reference = _DIAGNOSTICS[name], x.grad.double().numpy()
+    row, reference = _DIAGNOSTICS[name], _grad(name).double().numpy()
 
     def share(output, upstream):  # autograd's gradient of x through `output` alone
         return torch.autograd.grad(output, x, upstream, retain_graph=True)[0].double().numpy()
@@ -715,7 +722,7 @@ def _diagnosis(name, answer=None):
     if paths:
         paths["direct"] = reference - sum(paths.values())
     others = {v: _grad(v).double().numpy() for v in EX1_VARIABLES
-              if v != name and _grad(v) is not None and _grad(v).shape == x.grad.shape}
+              if v != name and _grad(v) is not None and _grad(v).shape == _grad(name).shape}
     targets = F.one_hot(Yb, 27).bool().numpy() if row["shape"] == "(n, 27)" else None
     argmax = F.one_hot(logits.argmax(1), 27).bool().numpy() if row["argmax"] else None
     repeated = None
@@ -741,18 +748,18 @@ def _current_batch():
     return values, {v: _grad(v) for v in _model.INTERMEDIATES if _grad(v) is not None}
 
 
-def _right_from_right_inputs(cells, name):
+def _right_from_right_inputs(cells, name, exercise=None):
     """Whether your cells, which raised here, give the right d<name> when they get autograd's gradients for the
-    ones before it, as the grader runs them: then only an earlier gradient is missing or off."""
+    ones before it (Exercise 3: dhpreact), as the grader runs them: then only an earlier gradient is missing or off."""
     values, grads = _current_batch()
     for p in _model.PARAMETER_NAMES:
-        if globals()[p].grad is not None:
-            grads[p] = globals()[p].grad
+        if _grad(p) is not None:
+            grads[p] = _grad(p)
     try:
-        answer = _rerun(cells, name, values, grads, _given(name, None))
+        answer = _rerun(cells, name, values, grads, _given(name, exercise), exercise)
     except Exception:
         return False
-    return _right(answer, name, grads) and _fresh_problem(cells, name) is None
+    return _right(answer, name, grads, exercise=exercise) and _fresh_problem(cells, name, exercise) is None
 
 
 def _stale_from(cells):
@@ -822,7 +829,8 @@ def _verdict(name, exercise):
         if cell["info"] is not _running["info"]:
             cell.setdefault("exercise", exercise or "ex1")
     problem = _session_problem(name, exercise, cells) if _LOGGING else None
-    if problem and problem[0] == "its cell raised" and not exercise and _right_from_right_inputs(cells, name):
+    if problem and problem[0] == "its cell raised" and exercise != "ex2" \
+            and _right_from_right_inputs(cells, name, exercise):
         # the grader gives it full points: it runs the cell with right gradients before it
         return _line(name, f"right, but its cell raised {cells[-1]['error']} here: an earlier gradient it reads is "
                            f"missing or off"), None, True
@@ -916,6 +924,10 @@ def autograd_reference():
     for name in _model.INTERMEDIATES:
         globals()[name].retain_grad()
     loss.backward(retain_graph=True)
+    # kept aside: a later .backward() or autograd.grad in a cell adds into .grad, and check() must not compare with that
+    _reference.clear()
+    _reference.update({name: (globals()[name], globals()[name].grad.clone())
+                       for name in [*_model.INTERMEDIATES, *_model.PARAMETER_NAMES]})
 
 
 def progress():
