@@ -57,3 +57,18 @@ def test_one_submission_cannot_hand_reference_gradients_to_the_next(tmp_path, na
     result = grade_notebook(write_submission(reader, tmp_path / "second", release, solutions), **LIMITS)
     verdicts = result.by_unit()
     assert verdicts["ex2_logits"].status != OK and verdicts["ex3_hprebn"].status != OK, "\n" + format_table(result)
+
+
+def test_exercise_4_never_runs_where_exercise_3_was_sent_dhpreact(tmp_path, names_file, release, solutions):
+    # Exercises 2 and 4 share a worker and Exercise 3 is graded after them (engine._Runner._in_order): a worker
+    # that had been sent dhpreact would let manual_backward answer dbnbias from a stash.
+    ex3 = "torch.kept_for_later = dhpreact.clone()\ndhprebn = torch.zeros_like(hprebn)"
+    ex4 = ("def manual_backward(parameters, cache):\n"
+           "    kept = getattr(torch, 'kept_for_later', None)\n"
+           "    if kept is None:\n"
+           "        raise LookupError('nothing kept from Exercise 3')\n"
+           "    return [kept.sum(0)] * 7\n")
+    submission = Submission("stash_for_ex4", "cheat", {"ex3_hprebn": ex3, "ex4_backward": ex4})
+    result = grade_notebook(write_submission(submission, tmp_path / "ex4", release, solutions), code="any", **LIMITS)
+    verdict = result.by_unit()["ex4_backward"]
+    assert "nothing kept from Exercise 3" in verdict.message, "\n" + format_table(result)

@@ -50,6 +50,27 @@ def probe(launcher, replay_values, code: str) -> dict:
         return run_probe(box, code)
 
 
+W1_SUM = "import json\nraise RuntimeError(json.dumps(float(W1.double().sum())))"
+
+
+@pytest.mark.isolation
+def test_the_boxes_of_one_draw_reuse_the_replays_the_host_kept(launcher, replay_values):
+    other = [engine.replay_inputs(engine.REPLAYS[1][0], 32).values]
+    sums = [float(values[0]["W1"].double().sum()) for values in (replay_values, other)]
+    assert sums[0] != sums[1]
+    seen = []
+    for values, key in ((replay_values, ("draw", 1)), (other, ("draw", 1)), (other, ("draw", 2))):
+        with launcher.open_box(values, engine.worker_meta(), LIMITS, key) as box:
+            seen.append(run_probe(box, W1_SUM))
+    # the second box was sent no arrays: it got the first draw's replays, whatever values came with the call
+    assert seen == [sums[0], sums[0], sums[1]]
+    launcher.host_keeps = repr(("draw", 3))  # what the host does not hold: no box, then a fresh start
+    with pytest.raises(sandbox.BoxUnavailable):
+        launcher.open_box(replay_values, engine.worker_meta(), LIMITS, ("draw", 3))
+    with launcher.open_box(replay_values, engine.worker_meta(), LIMITS, ("draw", 3)) as box:
+        assert run_probe(box, W1_SUM) == sums[0]
+
+
 IDENTITY = """
 import os, json, socket
 try:

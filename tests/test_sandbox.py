@@ -224,3 +224,25 @@ def test_a_worker_that_stops_reading_cannot_hang_the_grader():
         with pytest.raises(WorkerFailure) as failure:
             worker.request({}, [big], time.monotonic() + 1.0)
         assert failure.value.kind == "timeout"
+
+
+@pytest.mark.parametrize("spoil", ["W1.add_(1.0)", "W1[0].zero_()", "W1 = W1 * 0", "del W1"])
+def test_a_cell_that_changes_a_replay_tensor_does_not_change_it_for_the_next(names_file, spoil):
+    # The worker gives a cell the same copy again when no cell changed it (Session._replay_variables): an in-place
+    # change, through a view too, or a new binding, must still bring a fresh copy for the next cell.
+    from backprop_ninja.grade import engine
+    from backprop_ninja.sandboxed import worker as worker_side
+
+    replay = engine.replay_inputs(engine.REPLAYS[1][0], 32).values
+    session = worker_side.Session([replay], worker_side.Meta.from_dict(engine.worker_meta()))
+    job = {"unit": "ex1_probs", "answer": "dprobs", "exercise": 1, "mode": "graded", "upstream": [[]], "new": [[]]}
+    copies = []
+    for source in ("dprobs = W1 * 1", "dprobs = W1 * 1", spoil + "\ndprobs = torch.zeros(1)", "dprobs = W1 * 1"):
+        with torch.no_grad():  # as in a worker, where grad mode is off (and this process's is left as it was)
+            record, answers = session.run({**job, "source": source}, [])
+        assert record["outcomes"][0]["kind"] == "answer", record
+        copies.append(session.namespaces[0].get("W1"))
+        if source == "dprobs = W1 * 1":
+            assert np.array_equal(answers[0], replay["W1"].double().numpy())
+    assert copies[0] is copies[1]  # unchanged: given again, not cloned
+    assert copies[3] is not copies[2] and copies[3] is not replay["W1"]

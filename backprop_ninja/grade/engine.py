@@ -420,7 +420,8 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
     # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
     out_of_reach = _spawner_out_of_reach(launcher)
     budget = records.AnswerBudget()  # the answers this submission may keep in memory, all units together
-    with _open_box(launcher, [r.values for group in replays for r in group], limits) as box:
+    key = tuple(spec for plan, _ in groups for spec in plan) if shared else None  # the host keeps a draw's replays
+    with _open_box(launcher, [r.values for group in replays for r in group], limits, key) as box:
         for r in (r for group in replays for r in group):  # only now: the spawner will never see these
             if shared:  # a shared draw's replays keep theirs
                 shared.fill_references(r)
@@ -444,10 +445,10 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
     return verdicts
 
 
-def _open_box(launcher: isolation.Launcher, values: list, limits: sandbox.Limits) -> sandbox.Box:
+def _open_box(launcher: isolation.Launcher, values: list, limits: sandbox.Limits, key=None) -> sandbox.Box:
     """launcher.open_box; a box that cannot be opened is the machine's fault (no code of this submission ran yet)."""
     try:
-        return launcher.open_box(values, worker_meta(), limits)
+        return launcher.open_box(values, worker_meta(), limits, key)
     except (sandbox.BoxUnavailable, OSError) as error:
         raise MachineFault(f"the sandbox could not open a box for this submission ({error})") from None
 
@@ -465,9 +466,10 @@ class _Runner:
 
     A fresh worker silently re-runs the earlier answer cells (not those that hung or crashed) so
     helpers exist. Exercises 2 to 4 always start in a worker that has never been sent a reference
-    gradient, so no earlier unit's injected gradient can be stashed and handed back as an answer;
-    that worker re-runs only the earlier cells that define something besides gradients (helpers,
-    imports), since those exercises start from the loss, not from Exercise 1's results.
+    gradient, so no earlier unit's injected gradient can be stashed and handed back as an answer
+    (one worker, Exercise 3 graded last: _in_order); that worker re-runs only the earlier cells that
+    define something besides gradients (helpers, imports), since those exercises start from the loss,
+    not from Exercise 1's results.
     """
 
     def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str],
@@ -483,6 +485,7 @@ class _Runner:
         self.worker: sandbox.Worker | None = None
         self.worker_saw_references = False
         self.sent: set[str] = set()
+        self.ran: set[int] = set()
         self.broken: str | None = None  # set if no worker can be started any more
         # grade_id -> (the rule probe, the answer on it or None): Exercise 1 units, see probe.py
         self.probes: dict[str, tuple[probe.Probe, np.ndarray | None]] = {}
@@ -490,9 +493,7 @@ class _Runner:
     def run_all(self, graded: set[str]) -> dict[str, object]:
         """Grade the units in `graded`; the others among jobs only run as history, to define helpers."""
         outcomes = {}
-        for index, unit in enumerate(self.jobs):
-            if unit.grade_id not in graded:
-                continue
+        for index, unit in self._in_order(graded):
             if time.monotonic() >= self.deadline:
                 outcomes[unit.grade_id] = _Failure(TIMEOUT, _out_of_total_time())
                 continue
@@ -501,8 +502,19 @@ class _Runner:
             self.worker.kill()
         return outcomes
 
+    def _in_order(self, graded: set[str]) -> list[tuple[int, units.Unit]]:
+        """(index in jobs, unit) of the units to grade: in the notebook's order, but Exercise 3 after Exercise 4.
+        Exercise 3 is the only one after Exercise 1 that is sent a reference (dhpreact); graded last, it leaves
+        Exercises 2 and 4 to one worker that has never been sent any, and no second fresh worker is needed."""
+        todo = [(index, unit) for index, unit in enumerate(self.jobs) if unit.grade_id in graded]
+        return sorted(todo, key=lambda item: (item[1].exercise == 3, item[0]))
+
     def _grade(self, index: int, unit: units.Unit):
-        if self.worker is None or (unit.exercise >= 2 and self.worker_saw_references):
+        if self.worker is not None and unit.exercise >= 2 and self.worker_saw_references:
+            self._drop_worker()
+        if self.worker is not None:
+            self._catch_up(index)  # the cells graded out of order (Exercise 3's) still define their helpers first
+        if self.worker is None:
             self._fresh_worker(index)
             if self.broken:
                 return _Failure(CRASHED, f"not graded: {self.broken}")
@@ -520,6 +532,7 @@ class _Runner:
             arrays += probe_arrays
         self.sent.update(name for names in new for name in names)
         self.worker_saw_references |= bool(self.sent)
+        self.ran.add(index)
         try:
             reply, answer_arrays = self.worker.request(header, arrays, self._deadline(), self.budget.left)
             reply, answer_arrays = records.graded_record(
@@ -562,24 +575,33 @@ class _Runner:
             try:
                 self.worker, self.worker_saw_references = self.box.start_worker(), False
                 self.sent: set[str] = set()  # reference names this worker holds
+                self.ran: set[int] = set()  # indices in jobs of the cells this worker has run
             except sandbox.BoxUnavailable as error:
                 if self.spawner_out_of_reach:
                     raise MachineFault(f"{error}; no cell can reach the spawner, so the machine failed") from None
                 self.broken = f"{error}; an earlier cell may have killed it"  # unisolated, without seccomp
                 return
-            for earlier in self.jobs[:index]:
-                history = self._history(earlier, self.jobs[index].exercise)
-                if history is None:
-                    continue
-                key, header = history
-                try:
-                    self.worker.request(header, [], self._deadline(), max_payload=0)  # "done" carries no arrays
-                except (sandbox.WorkerFailure, records.BadRecord):
-                    self.skip.add(key)
-                    self._drop_worker()
-                    break
-            else:
+            if self._catch_up(index):
                 return
+
+    def _catch_up(self, index: int) -> bool:
+        """Re-run, as history, the cells before jobs[index] that this worker has not run; False if one failed (it is
+        skipped from now on, and the worker dropped)."""
+        for earlier_index, earlier in enumerate(self.jobs[:index]):
+            if earlier_index in self.ran:
+                continue
+            self.ran.add(earlier_index)
+            history = self._history(earlier, self.jobs[index].exercise)
+            if history is None:
+                continue
+            key, header = history
+            try:
+                self.worker.request(header, [], self._deadline(), max_payload=0)  # "done" carries no arrays
+            except (sandbox.WorkerFailure, records.BadRecord):
+                self.skip.add(key)
+                self._drop_worker()
+                return False
+        return True
 
     def _history(self, earlier: units.Unit, exercise: int) -> tuple[str, dict] | None:
         """(what to skip if it fails, the history job) that rebuilds what `earlier` defined before a unit of

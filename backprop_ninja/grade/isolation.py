@@ -289,7 +289,9 @@ def unavailable_reason() -> str | None:
 
 
 class Launcher:
-    """Makes boxes: `open_box(replays, meta, limits)` -> sandbox.Box. `description` goes into every result."""
+    """Makes boxes: `open_box(replays, meta, limits, key=None)` -> sandbox.Box. `description` goes into every
+    result. `key` names the replays (a draw's plans): the isolated host keeps the last ones it was sent, so the
+    next box of the same draw gets them without sending their arrays again."""
 
     isolated = False
     description = ""
@@ -297,7 +299,7 @@ class Launcher:
     def __init__(self):
         self.environment_checked: set = set()  # (limits, timeouts) under which the engine's canary passed here
 
-    def open_box(self, replays, meta: dict, limits):
+    def open_box(self, replays, meta: dict, limits, key=None):
         raise NotImplementedError
 
     def settle(self) -> None:
@@ -323,7 +325,7 @@ class UnisolatedLauncher(Launcher):
 
         confine.set_dumpable(False)  # a worker of our own uid still cannot read this process's memory
 
-    def open_box(self, replays, meta: dict, limits):
+    def open_box(self, replays, meta: dict, limits, key=None):
         import functools
 
         from backprop_ninja.sandboxed import blocks, worker
@@ -387,6 +389,7 @@ class IsolatedLauncher(Launcher):
         finally:
             host_end.close()
         self.ready = False
+        self.host_keeps = None  # the key of the replays the host keeps (see Launcher)
 
     def wait_ready(self) -> None:
         import time
@@ -419,7 +422,7 @@ class IsolatedLauncher(Launcher):
         text = self.stderr.read(4000).decode(errors="replace").strip()
         return text or f"bwrap exited with code {self.process.poll()}"
 
-    def open_box(self, replays, meta: dict, limits):
+    def open_box(self, replays, meta: dict, limits, key=None):
         import dataclasses
 
         from backprop_ninja.grade.sandbox import Box, ask_for_socket
@@ -430,12 +433,18 @@ class IsolatedLauncher(Launcher):
             if self.unisolated is not None:
                 return self.unisolated.open_box(replays, meta, limits)
             self.wait_ready()
-            names = [list(values) for values in replays]
-            arrays = [t.detach().contiguous().numpy() for values in replays for t in values.values()]
-            request = {"op": "box", "replays": names, "meta": meta, "limits": dataclasses.asdict(limits),
-                       "tmp_bytes": TMP_BYTES}
+            request = {"op": "box", "meta": meta, "limits": dataclasses.asdict(limits), "tmp_bytes": TMP_BYTES}
+            key = None if key is None else repr(key)
+            if key is not None and key == self.host_keeps:  # the host holds these replays from the last box
+                request["kept"], arrays = key, []
+            else:
+                request["replays"] = [list(values) for values in replays]
+                request["keep"] = key
+                arrays = [t.detach().contiguous().numpy() for values in replays for t in values.values()]
+            self.host_keeps = None  # until the host has answered: a box that failed may have left it unsure
             _, control = ask_for_socket(self.channel, encode_frame(request, arrays), "open a sandbox",
                                         lambda: f"; {self._stderr()}")
+            self.host_keeps = key
             return Box(control)
 
     def close(self) -> None:

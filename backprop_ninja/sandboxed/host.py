@@ -4,8 +4,9 @@
 
 It drops to UID/GID if it starts as root, imports torch once, then serves the grader over the
 channel (frames, see wire.py):
-    {"op": "box", "replays": [[name, ...], ...], "meta": {...}, "limits": {...}, "tmp_bytes": N}
-    with the replays' tensors as arrays
+    {"op": "box", "replays": [[name, ...], ...], "keep": KEY or null, "meta": {...}, "limits": {...},
+     "tmp_bytes": N} with the replays' tensors as arrays; or {"op": "box", "kept": KEY, ...} without arrays
+    for the replays last sent with "keep": KEY (the boxes of one draw of seeds share them)
         -> a fresh box: a child enters new user, mount, PID and IPC namespaces and forks the spawner
            as PID 1 there, with a private /tmp and /dev/shm and /proc hidden; the answer is b"box"
            with the grader's end of the spawner's control socket attached (SCM_RIGHTS)
@@ -42,16 +43,24 @@ def main(argv: list[str]) -> int:
     confine.cheaper_forks()  # no gc.freeze() here: it hides objects from gc.get_objects(), which cells can call
     channel.sendall(encode_frame({"ready": True, "uid": os.getuid(), "gid": os.getgid()}))
     boxes: set[int] = set()
+    kept_key, kept = None, []
     while True:
         frame = read_frame_blocking(channel)
         _reap(boxes)
         if frame is None:
             os._exit(0)  # no interpreter teardown (torch's takes a while); bwrap ends the rest
         header, arrays = frame
-        replays, offset = [], 0
-        for names in header["replays"]:
-            replays.append({name: torch.from_numpy(arrays[offset + i].copy()) for i, name in enumerate(names)})
-            offset += len(names)
+        if "kept" in header:
+            if header["kept"] != kept_key:  # the grader's mistake: no box, and the grader says it could not open one
+                socket.send_fds(channel, [b"not kept"], [])
+                continue
+            replays = kept
+        else:
+            replays, offset = [], 0
+            for names in header["replays"]:
+                replays.append({name: torch.from_numpy(arrays[offset + i].copy()) for i, name in enumerate(names)})
+                offset += len(names)
+            kept_key, kept = header.get("keep"), replays  # boxes forked from here get copies on write of these
         serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(header["meta"]))
         limits = spawner.WorkerLimits(**header["limits"])
         grader_end, spawner_end = socket.socketpair()

@@ -75,6 +75,7 @@ class Session:
         self.injected: list[dict[str, torch.Tensor]] = [{} for _ in replays]
         self.made: list[dict[str, object]] = [{} for _ in replays]  # gradient names the student's code set
         self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
+        self.given: list[dict[str, tuple[torch.Tensor, int]]] = [{} for _ in replays]  # see _replay_variables
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
@@ -115,7 +116,7 @@ class Session:
 
     def _run_on_replay(self, unit: "Job", code, r: int, upstream: dict, graded: bool, prelude: list = ()):
         ns = self.namespaces[r]
-        fresh = replay_variables(self.replays[r], self.meta)
+        fresh = self._replay_variables(r)
         ns.update(fresh)
         asked_before = _run_definitions(prelude, ns, fresh) if prelude else []
         if graded:
@@ -138,6 +139,19 @@ class Session:
             return _call_manual_backward(ns, self.replays[r], self.meta)
         return _read_answer(ns, unit.answer)
 
+    def _replay_variables(self, r: int) -> dict:
+        """replay_variables, but a tensor that the cells have not changed since it was given is given again instead
+        of a new copy (cloning 29 tensors before every run of every cell was a tenth of a submission's time).
+        Unchanged means: the same object still under its name, with the same version counter, which every in-place
+        operation of torch moves (through a view too). Writes that bypass it (`.data`, `.numpy()`) reach only
+        later runs of this student's own cells, as they would in the notebook."""
+        ns, given = self.namespaces[r], self.given[r]
+        fresh = replay_variables(self.replays[r], self.meta, reuse={
+            name: tensor for name, (tensor, version) in given.items()
+            if ns.get(name) is tensor and tensor._version == version})
+        given.update({name: (value, value._version) for name, value in fresh.items() if name in self.replays[r]})
+        return fresh
+
     def probe(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """The grader's rule probe: run header["cells"] in order on one replay, like graded jobs, but with the
         gradients named in header["override"] replaced by the arrays that came with the job (random ones), and
@@ -150,7 +164,7 @@ class Session:
         override = {name: torch.from_numpy(a.copy()) for name, a in zip(header["override"], arrays)}
         ns, made, injected = self.namespaces[r], self.made[r], self.injected[r]
         saved_ns = dict(ns)
-        # the replay's own tensors come as fresh copies with every run (replay_variables): clone only the rest
+        # the replay's own tensors come as unchanged copies with every run (_replay_variables): clone only the rest
         ns.update({k: v.clone() for k, v in ns.items() if isinstance(v, torch.Tensor) and k not in self.replays[r]})
         self.made[r] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in made.items()
                         if k != header["answer"]}  # the unit's own answer from its graded run is no partial
@@ -203,10 +217,12 @@ def default_dtype_of(values: dict[str, torch.Tensor]):
         torch.set_default_dtype(previous)
 
 
-def replay_variables(values: dict[str, torch.Tensor], meta: Meta) -> dict:
+def replay_variables(values: dict[str, torch.Tensor], meta: Meta, reuse: dict | None = None) -> dict:
     """What a cell sees: fresh float32 copies of the replay's tensors (so a cell that changes one in
-    place cannot spoil later units), the notebook's constants, torch and F."""
-    fresh = {name: t.clone() for name, t in values.items()}
+    place cannot spoil later units; those in `reuse` are known to be unchanged copies), the notebook's
+    constants, torch and F."""
+    reuse = reuse or {}
+    fresh = {name: reuse[name] if name in reuse else t.clone() for name, t in values.items()}
     n = values["Xb"].shape[0]
     fresh.update(torch=torch, F=F, n=n, batch_size=n, n_hidden=values["W1"].shape[1], **meta.constants)
     return fresh
