@@ -493,3 +493,12 @@ def manual_backward(parameters, cache):
 """
     result = grade_notebook(write_submission(tmp_path / "both.ipynb", with_changes(ex4_backward=reads_both)), **SHORT)
     assert_only(result, {})
+
+
+def test_a_result_as_a_record_is_what_asdict_gives_and_comes_back(cheats_result):
+    import dataclasses
+
+    record = cheats_result.to_dict()  # the batch writes this one: no deep copy of the mismatch maps
+    assert any(v["mismatch"] for v in record["verdicts"])
+    assert record == dataclasses.asdict(cheats_result)
+    assert type(cheats_result).from_dict(json.loads(json.dumps(record))) == cheats_result

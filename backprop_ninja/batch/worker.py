@@ -46,14 +46,12 @@ def warm_up(limits: dict | None = None) -> list[tuple[str, float]]:
 
 def grade(path: str, limits: dict) -> tuple[dict, dict]:
     """Grade one notebook with the engine: (SubmissionResult as a dict, Gradescope results.json)."""
-    from dataclasses import asdict
-
     from backprop_ninja.export.gradescope import to_gradescope
     from backprop_ninja.grade.engine import grade_notebook
 
     limits = {name: value for name, value in limits.items() if name != "isolation"}
     result = grade_notebook(path, launcher=_launcher, shared=_draw, **limits)
-    return asdict(result), to_gradescope(result)
+    return result.to_dict(), to_gradescope(result)
 
 
 def is_machine_fault(error: BaseException) -> bool:

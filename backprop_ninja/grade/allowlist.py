@@ -25,6 +25,8 @@ import builtins
 import math
 from dataclasses import dataclass
 
+from backprop_ninja.grade import syntax
+
 RULE = ("an answer may use tensor arithmetic, indexing, the listed torch, F, numpy and math functions, Python's "
         "control flow and its own functions (docs/grader.md, What an answer may use)")
 
@@ -177,11 +179,10 @@ class Context:
     def of(cls, sources: list[str]) -> "Context":
         modules, owned = {}, set()
         for source in sources:
-            tree = _parse(source)
-            if tree is None:
+            if _parse(source) is None:
                 continue
-            modules.update(_imported_modules(tree))
-            owned |= _owned_attributes(tree)
+            modules.update(_imported_modules(syntax.nodes(source)))
+            owned |= _owned_attributes(syntax.nodes(source))
         return cls(tuple(sorted(modules.items())), frozenset(owned))
 
 
@@ -192,22 +193,22 @@ def check(source: str, context: Context = Context()) -> Refusal | None:
     if tree is None:
         return None
     try:
-        return _Checker(tree, context).first_refusal()
+        return _Checker(source, context).first_refusal()
     except (RecursionError, MemoryError):
         return Refusal(1, "is nested too deeply to check", "split it into smaller steps")
 
 
 def _parse(source: str) -> ast.Module | None:
     try:
-        return ast.parse(source)
+        return syntax.tree(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
-def _imported_modules(tree: ast.AST) -> dict[str, str]:
+def _imported_modules(nodes: tuple[ast.AST, ...]) -> dict[str, str]:
     """Names bound to an allowed module by imports: `import numpy as np` -> {"np": "numpy"}."""
     bound = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name in NAMESPACES or alias.name.split(".")[0] in NAMESPACES:
@@ -221,10 +222,10 @@ def _imported_modules(tree: ast.AST) -> dict[str, str]:
     return bound
 
 
-def _owned_attributes(tree: ast.AST) -> set[str]:
+def _owned_attributes(nodes: tuple[ast.AST, ...]) -> set[str]:
     """Attributes the student's code sets (`self.value = ...`) or defines in a class body."""
     owned = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
             owned.add(node.attr)
         elif isinstance(node, ast.ClassDef):
@@ -238,19 +239,16 @@ def _owned_attributes(tree: ast.AST) -> set[str]:
 
 
 class _Checker:
-    def __init__(self, tree: ast.Module, context: Context):
-        self.tree = tree
-        self.modules = {**NOTEBOOK_MODULES, **dict(context.modules), **_imported_modules(tree)}
-        self.owned = context.owned_attributes | _owned_attributes(tree)
-        self.parents: dict[int, ast.AST] = {}
-        for node in ast.walk(tree):
-            for child in ast.iter_child_nodes(node):
-                self.parents[id(child)] = node
+    def __init__(self, source: str, context: Context):
+        self.nodes = syntax.nodes(source)
+        self.modules = {**NOTEBOOK_MODULES, **dict(context.modules), **_imported_modules(self.nodes)}
+        self.owned = context.owned_attributes | _owned_attributes(self.nodes)
+        self.parents = syntax.parents(source)
         # names the cell itself binds: a student's own `max = ...` or `def f` is theirs to use
-        self.bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        self.bound = {n.id for n in self.nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
     def first_refusal(self) -> Refusal | None:
-        nodes = sorted((n for n in ast.walk(self.tree) if hasattr(n, "lineno")),
+        nodes = sorted((n for n in self.nodes if hasattr(n, "lineno")),
                        key=lambda n: (n.lineno, n.col_offset, getattr(n, "end_col_offset", 0) or 0))
         for node in nodes:
             refusal = self._refuse(node)

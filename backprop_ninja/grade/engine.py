@@ -21,7 +21,7 @@ import torch
 
 from backprop_ninja import model, units
 from backprop_ninja.grade import (allowlist, compare, definitions, evidence, extract, isolation, one_go, probe,
-                                  records, sandbox, static)
+                                  records, sandbox, static, syntax)
 from backprop_ninja.grade.limits import MEMORY_LIMIT, TOTAL_TIMEOUT, UNIT_TIMEOUT
 from backprop_ninja.grade.verdict import (ALLOWLIST_CODE, CODE_POLICIES, CRASHED, ERROR, LENIENT_RULES, LENIENT_SHAPE,
                                           MISSING, NOT_ALLOWED, OK, RIGHT_BY_LUCK, SHAPE_POLICIES, STRICT_RULES,
@@ -140,6 +140,7 @@ def timeouts(*, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL
 def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
                   unit_timeout: float, deadline: float, code: str = ALLOWLIST_CODE,
                   shared: SharedDraw | None = None) -> SubmissionResult:
+    syntax.forget()  # the cells of the last grading: parsed for it, not kept for this one
     context = _allowlist_context(found) if code == ALLOWLIST_CODE else None
     decided = _decide_before_replay(found)
     refused, preludes = _added_cells_and_allowlist(found, decided, context)
@@ -653,10 +654,10 @@ def _job(unit: units.Unit) -> dict:
 def defines_helpers(source: str) -> bool:
     """Whether a cell binds any name other than a gradient d<var> (a function, an import, a constant)."""
     try:
-        tree = ast.parse(source)
+        nodes = syntax.nodes(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
                              ast.Global)):
             return True

@@ -12,6 +12,7 @@ finding); this module feeds it the units table's data.
 from __future__ import annotations
 
 from backprop_ninja import units
+from backprop_ninja.grade import syntax
 from backprop_ninja.grade.autograd_scan import Finding, Rules, import_aliases
 from backprop_ninja.grade.autograd_scan import scan as scan_plain
 from backprop_ninja.grade.cell_text import strip_magics  # noqa: F401 (the engine reads it from here too)
@@ -29,4 +30,9 @@ def rules_for(unit: units.Unit) -> Rules:
 def scan(source: str, unit: units.Unit, *, aliases: dict[str, str] | None = None) -> Finding | None:
     """The first forbidden construct in `source` (or why it does not parse), None if the cell is clean.
     `aliases`: import aliases bound before this source runs (by a cell the student added), as _import_aliases."""
-    return scan_plain(strip_magics(source), rules_for(unit), aliases)
+    plain = strip_magics(source)
+    try:
+        walked = syntax.nodes(plain)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeEncodeError):
+        walked = None  # scan_plain parses it again and says why it does not parse
+    return scan_plain(plain, rules_for(unit), aliases, walked)

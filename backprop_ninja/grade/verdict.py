@@ -72,9 +72,16 @@ class SubmissionResult:
     def max_score(self) -> float:
         return sum(v.max_points for v in self.verdicts)
 
+    def to_dict(self) -> dict:
+        """What dataclasses.asdict gives, without its deep copy of every mismatch map (a sixth of a batch worker's own
+        time): the lists are the verdicts' own, so the record is for writing out, not for changing."""
+        record = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        record["verdicts"] = [{name: getattr(v, name) for name in Verdict.__dataclass_fields__} for v in self.verdicts]
+        return record
+
     @classmethod
     def from_dict(cls, data: dict) -> SubmissionResult:
-        """The inverse of dataclasses.asdict, tolerant of fields a record may lack (e.g. a batch's fault rows)."""
+        """The inverse of to_dict (and of dataclasses.asdict), tolerant of fields a record may lack (e.g. a batch's fault rows)."""
         fields = Verdict.__dataclass_fields__
         verdicts = [Verdict(**{k: v for k, v in item.items() if k in fields}) for item in data.get("verdicts", [])]
         return cls(data.get("submission", ""), verdicts, data.get("error"), data.get("execution_time", 0.0),
