@@ -33,6 +33,18 @@ class Evidence:
     tiny_column: int | None = None    # on the stress replay, the last-axis position of the tiny-variance column
 
     @functools.cached_property
+    def relative_tolerance(self) -> np.ndarray:
+        """compare.RTOL times |reference|: the part of the tolerance that does not depend on the answer."""
+        from backprop_ninja.grade.compare import RTOL
+
+        return RTOL * np.abs(self.reference)
+
+    @functools.cached_property
+    def reference_in_float32(self) -> np.ndarray:
+        """The reference rounded to float32 (in float64): what a bit-exact float32 answer equals."""
+        return self.reference.astype(np.float32).astype(np.float64)
+
+    @functools.cached_property
     def shares(self) -> dict[str, np.ndarray]:
         """Computed when first asked for: most answers are right, and a right answer needs only the reference."""
         return self.make_shares()
@@ -179,9 +191,9 @@ def upstream_for(unit: units.Unit, replay: model.Replay) -> dict[str, torch.Tens
         names = ["hpreact"]
     else:
         names = []
-    if replay.variant in model.IN_FLOAT64:  # the student's code runs in float64 there: so do its upstreams
-        return {"d" + name: replay.grads[name] for name in names}
-    return {"d" + name: _float32_grads(replay)[name] for name in names}
+    # the student's code runs in float64 on the float64 replay: so do its upstreams
+    grads = replay.grads if replay.variant in model.IN_FLOAT64 else _float32_grads(replay)
+    return {"d" + name: grads[name] for name in names}
 
 
 def _float32_grads(replay: model.Replay) -> dict[str, torch.Tensor]:
