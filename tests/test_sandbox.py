@@ -246,3 +246,24 @@ def test_a_cell_that_changes_a_replay_tensor_does_not_change_it_for_the_next(nam
             assert np.array_equal(answers[0], replay["W1"].double().numpy())
     assert copies[0] is copies[1]  # unchanged: given again, not cloned
     assert copies[3] is not copies[2] and copies[3] is not replay["W1"]
+
+
+def test_a_cell_that_changes_its_upstream_gradient_does_not_change_it_for_the_next(names_file):
+    from backprop_ninja.grade import engine
+    from backprop_ninja.sandboxed import worker as worker_side
+
+    replay = engine.replay_inputs(engine.REPLAYS[1][0], 32).values
+    session = worker_side.Session([replay], worker_side.Meta.from_dict(engine.worker_meta()))
+    upstream = np.random.default_rng(0).standard_normal(tuple(replay["logits"].shape)).astype(np.float32)
+    job = {"unit": "ex1_probs", "answer": "dprobs", "exercise": 1, "mode": "graded",
+           "upstream": [["dlogprobs"]], "new": [["dlogprobs"]]}
+    answers = []
+    for k, source in enumerate(["dprobs = dlogprobs * 1", "dlogprobs.mul_(0)\ndprobs = dlogprobs * 1",
+                                "dlogprobs[0] = 5\ndprobs = dlogprobs * 1", "dprobs = dlogprobs * 1"]):
+        with torch.no_grad():
+            record, got = session.run({**job, "source": source, "new": job["new"] if k == 0 else [[]]},
+                                      [upstream] if k == 0 else [])
+        assert record["outcomes"][0]["kind"] == "answer", record
+        answers.append(got[0])
+    assert np.array_equal(answers[0], upstream) and np.array_equal(answers[3], upstream)
+    assert not answers[1].any() and (answers[2][0] == 5).all()

@@ -75,7 +75,8 @@ class Session:
         self.injected: list[dict[str, torch.Tensor]] = [{} for _ in replays]
         self.made: list[dict[str, object]] = [{} for _ in replays]  # gradient names the student's code set
         self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
-        self.given: list[dict[str, tuple[torch.Tensor, int]]] = [{} for _ in replays]  # see _replay_variables
+        # name -> (the copy handed to the cells last, its version then, what it copies): see _copy
+        self.handed: list[dict[str, tuple[torch.Tensor, int, torch.Tensor]]] = [{} for _ in replays]
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
@@ -111,8 +112,8 @@ class Session:
         kept_for = [self.references[r] for r in indices]
         for kept, new in zip(kept_for, _split_arrays(header.get("new", []), arrays)):
             kept.update(new)
-        return [{name: kept[name].clone() for name in names if name in kept}
-                for kept, names in zip(kept_for, header.get("upstream", []))]
+        return [{name: self._copy(r, name, kept[name]) for name in names if name in kept}
+                for r, kept, names in zip(indices, kept_for, header.get("upstream", []))]
 
     def _run_on_replay(self, unit: "Job", code, r: int, upstream: dict, graded: bool, prelude: list = ()):
         ns = self.namespaces[r]
@@ -140,17 +141,21 @@ class Session:
         return _read_answer(ns, unit.answer)
 
     def _replay_variables(self, r: int) -> dict:
-        """replay_variables, but a tensor that the cells have not changed since it was given is given again instead
-        of a new copy (cloning 29 tensors before every run of every cell was a tenth of a submission's time).
-        Unchanged means: the same object still under its name, with the same version counter, which every in-place
-        operation of torch moves (through a view too). Writes that bypass it (`.data`, `.numpy()`) reach only
-        later runs of this student's own cells, as they would in the notebook."""
-        ns, given = self.namespaces[r], self.given[r]
-        fresh = replay_variables(self.replays[r], self.meta, reuse={
-            name: tensor for name, (tensor, version) in given.items()
-            if ns.get(name) is tensor and tensor._version == version})
-        given.update({name: (value, value._version) for name, value in fresh.items() if name in self.replays[r]})
-        return fresh
+        return replay_variables(self.replays[r], self.meta, copy=lambda name, t: self._copy(r, name, t))
+
+    def _copy(self, r: int, name: str, source: torch.Tensor) -> torch.Tensor:
+        """A copy of `source` (a replay's tensor or a reference) for the cells of replay r, so that a cell that
+        changes it in place spoils nothing for the next: the copy handed out last time if no cell has changed it
+        since, else a new clone. Every in-place operation of torch moves a tensor's version counter (through a view
+        too); writes that bypass it (`.data`, `.numpy()`) reach only later runs of this student's own cells, as
+        they would in the notebook. (Cloning 29 tensors and every upstream before each run of each cell was about
+        a tenth of a submission's time.)"""
+        last = self.handed[r].get(name)
+        if last is not None and last[2] is source and last[0]._version == last[1]:
+            return last[0]
+        copy = source.clone()
+        self.handed[r][name] = (copy, copy._version, source)
+        return copy
 
     def probe(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """The grader's rule probe: run header["cells"] in order on one replay, like graded jobs, but with the
@@ -164,7 +169,7 @@ class Session:
         override = {name: torch.from_numpy(a.copy()) for name, a in zip(header["override"], arrays)}
         ns, made, injected = self.namespaces[r], self.made[r], self.injected[r]
         saved_ns = dict(ns)
-        # the replay's own tensors come as unchanged copies with every run (_replay_variables): clone only the rest
+        # the replay's own tensors come as unchanged copies with every run (_copy): clone only the rest
         ns.update({k: v.clone() for k, v in ns.items() if isinstance(v, torch.Tensor) and k not in self.replays[r]})
         self.made[r] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in made.items()
                         if k != header["answer"]}  # the unit's own answer from its graded run is no partial
@@ -217,12 +222,10 @@ def default_dtype_of(values: dict[str, torch.Tensor]):
         torch.set_default_dtype(previous)
 
 
-def replay_variables(values: dict[str, torch.Tensor], meta: Meta, reuse: dict | None = None) -> dict:
-    """What a cell sees: fresh float32 copies of the replay's tensors (so a cell that changes one in
-    place cannot spoil later units; those in `reuse` are known to be unchanged copies), the notebook's
-    constants, torch and F."""
-    reuse = reuse or {}
-    fresh = {name: reuse[name] if name in reuse else t.clone() for name, t in values.items()}
+def replay_variables(values: dict[str, torch.Tensor], meta: Meta, copy=lambda name, t: t.clone()) -> dict:
+    """What a cell sees: copies of the replay's tensors (so a cell that changes one in place cannot spoil
+    later units; `copy(name, tensor)` makes them), the notebook's constants, torch and F."""
+    fresh = {name: copy(name, t) for name, t in values.items()}
     n = values["Xb"].shape[0]
     fresh.update(torch=torch, F=F, n=n, batch_size=n, n_hidden=values["W1"].shape[1], **meta.constants)
     return fresh
