@@ -177,3 +177,15 @@ def test_checking_never_raises():
     # thousands of nested operators: Python cannot parse it, so the caller's syntax check reports it
     assert allowlist.check("x = " + "-" * 5000 + "1") is None
     assert allowlist.check("x = " + "-" * 90 + "h.grad").message.startswith("line 1 reads `.grad`")
+
+
+def test_a_check_reads_one_parse_even_when_the_parses_are_forgotten_meanwhile(monkeypatch):
+    # A cold grading's canary runs in a thread of its own, and each grading starts with syntax.forget(): a check
+    # that paired one parse's nodes with another parse's parents saw every attribute of a chain (`torch.ones_like`)
+    # as a chain of its own, and refused honest answers ("uses the module `torch` as a value"). Here every lookup
+    # parses afresh, as if the other thread forgot the cache between any two of them.
+    from backprop_ninja.grade import syntax
+
+    sources = list(REFERENCE_CELLS.values()) + ["demb = torch.nn.functional.one_hot(Xb, 27).float().sum(0)"]
+    monkeypatch.setattr(syntax, "cell", syntax.Cell)
+    assert [allowlist.check(source) for source in sources] == [None] * len(sources)

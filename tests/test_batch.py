@@ -537,6 +537,23 @@ def _live_members(pgid: int) -> list[int]:
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "submitted"
 
 
+def test_a_real_batch_leaves_torch_to_its_workers(tmp_path, names_file):
+    # The workers render each feedback page (batch/worker.grade): the main process imports no torch, which cost it
+    # 2 s of CPU at its first commit and a slow interpreter teardown at the end.
+    notebook = tmp_path / "class" / "ada.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_bytes((EXAMPLES / "ada" / "backprop_ninja" / "backprop_ninja.ipynb").read_bytes())
+    script = ("import runpy, sys\nsys.argv = ['backprop_ninja', 'grade', sys.argv[1], '--out', sys.argv[2], '--jobs', '1']\n"
+              "try:\n    runpy.run_module('backprop_ninja', run_name='__main__')\nexcept SystemExit as done:\n"
+              "    print('exit', done.code, 'torch', 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(notebook.parent), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BACKPROP_NINJA_NAMES": str(names_file)})
+    assert done.stdout.strip().splitlines()[-1] == "exit 0 torch False", done.stdout + done.stderr[-2000:]
+    page = (tmp_path / "out" / "ada" / "feedback.html").read_text()
+    assert "<b>32 / 32</b>" in page and "five sets of inputs" in page
+
+
 def test_cli_grades_an_nbgrader_tree_with_the_real_engine_and_resumes(tmp_path, names_file, capsys):
     from backprop_ninja.cli import main
     from backprop_ninja.grade.engine import grade_notebook
@@ -570,3 +587,21 @@ def test_cli_grades_an_nbgrader_tree_with_the_real_engine_and_resumes(tmp_path, 
 
     assert main(["grade", str(tree), "--out", str(out), "--jobs", "2"]) == batch.EXIT_SOME_NOT_GRADED
     assert "graded 0, already done 4, failed 1 of 4" in capsys.readouterr().out
+
+
+def test_only_the_forkserver_skips_its_teardown(tmp_path):
+    # batch/quick_exit.py ends the forkserver with os._exit; anywhere else (pytest itself!) it must do nothing,
+    # or a process's exit status would be lost.
+    plain = subprocess.run([sys.executable, "-c", "import sys, backprop_ninja.batch.quick_exit as q\n"
+                            "print(q.REGISTERED)\nsys.exit(3)"], capture_output=True, text=True, timeout=60)
+    assert (plain.returncode, plain.stdout.strip()) == (3, "False")
+    script = ("import multiprocessing as mp\n"
+              "def registered():\n    import backprop_ninja.batch.quick_exit as q\n    return q.REGISTERED\n"
+              "if __name__ == '__main__':\n"
+              "    ctx = mp.get_context('forkserver')\n"
+              "    ctx.set_forkserver_preload(['backprop_ninja.batch.quick_exit'])\n"
+              "    with ctx.Pool(1) as pool:\n        print(pool.apply(registered))\n")
+    (tmp_path / "probe.py").write_text(script)
+    served = subprocess.run([sys.executable, str(tmp_path / "probe.py")], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert (served.returncode, served.stdout.strip()) == (0, "True"), served.stderr

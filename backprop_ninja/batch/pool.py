@@ -56,8 +56,8 @@ def _worker_main(conn, grader_module: str, log_path: str, limits: dict, environ:
         student_id, path = task
         started = time.monotonic()
         try:
-            result, gradescope = grader.grade(path, limits)
-            conn.send(("done", student_id, result, gradescope))
+            result, gradescope, *pages = grader.grade(path, limits)  # pages: {file name: text}, if the grader made them
+            conn.send(("done", student_id, result, gradescope, pages[0] if pages else None))
         except BaseException as error:  # noqa: BLE001 - an engine bug is this submission's row, not a stop
             seconds = time.monotonic() - started
             if _is_machine_fault(grader, error):
@@ -239,10 +239,10 @@ class _Pool:
             return
         sub, worker.task = worker.task, None
         if kind == "done":
-            _, _, result, gradescope = message
+            _, _, result, gradescope, pages = message
             self.isolation = result.get("isolation") or self.isolation
             self._feed(worker)  # the worker grades the next one while this one is written (fsync and all)
-            self._commit(sub, result, gradescope)
+            self._commit(sub, result, gradescope, pages)
         elif kind == "machine":  # the machine, not the notebook, failed: a fresh worker grades it again
             _, _, detail, seconds = message
             self._machine_fault(worker, sub, detail, seconds)
@@ -292,8 +292,8 @@ class _Pool:
         worker.kill()
         self.workers[self.workers.index(worker)] = self._start(retry=retry)
 
-    def _commit(self, sub: Submission, result: dict, gradescope: dict) -> None:
-        self.commit(sub, result, gradescope, self.units)
+    def _commit(self, sub: Submission, result: dict, gradescope: dict, pages: dict | None = None) -> None:
+        self.commit(sub, result, gradescope, self.units, pages)
         self.bar.update(1)
 
     def _commit_fault(self, sub: Submission, reason: str, seconds: float, isolation: str | None = None,

@@ -15,6 +15,7 @@ from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS, grade_with_pool
 from backprop_ninja.batch.records import RECORD_KEY, RESULTS_NAME, make_record, read_record, write_grades_csv, \
     write_json_atomically
 from backprop_ninja.batch.submission import Submission
+from backprop_ninja.export.feedback import FEEDBACK_NAME, write_feedback
 from backprop_ninja.grade.verdict import SubmissionResult
 from backprop_ninja.lateness.columns import LateBook
 
@@ -85,17 +86,15 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
         summary = BatchSummary(skipped=len(subs) - len(todo), total=len(subs), shard=str(shard or ""),
                                out_dir=out_dir)
 
-        def commit(sub: Submission, result: dict, gradescope: dict, units: list) -> None:
-            # feedback.py imports the units table (torch): import it at the first commit, not with the batch
-            from backprop_ninja.export.feedback import write_feedback
-
+        def commit(sub: Submission, result: dict, gradescope: dict, units: list, pages: dict | None = None) -> None:
             key, content_hash = keys[sub.student_id]
             gradescope = dict(gradescope)
             gradescope["extra_data"] = dict(gradescope.get("extra_data") or {})
             gradescope["extra_data"][RECORD_KEY] = make_record(sub, key, version, content_hash, run_id,
                                                                result, units)
             # the feedback page first: once results.json exists, the submission counts as done
-            write_feedback(SubmissionResult.from_dict(result), out_dir / sub.student_id)
+            page = (pages or {}).get(FEEDBACK_NAME)  # rendered by the worker; else here (a fault row, a stand-in grader)
+            write_feedback(SubmissionResult.from_dict(result) if page is None else None, out_dir / sub.student_id, page)
             write_json_atomically(out_dir / sub.student_id / RESULTS_NAME, gradescope)
             resume.log_commit(own_state, sub.student_id, key, run_id)
             summary.graded += 1

@@ -5,7 +5,8 @@ sandbox (one bwrap host, reused for every submission; each submission still gets
 the engine's canary under the batch's limits, so a machine that cannot grade stops the batch before any
 student is graded.
 
-A grader module is anything with these two functions (tests use a stand-in); PRELOAD names the modules the
+A grader module is anything with these two functions (tests use a stand-in; grade may return the
+(result, results.json) pair only, and the batch then renders the feedback page itself); PRELOAD names the modules the
 forkserver imports once, so that every worker forks with them loaded. `is_machine_fault(error)`, if the module
 has it, says which exceptions of grade() are the machine's fault: the batch then restarts the worker (a fresh
 sandbox, the canary again) and grades the submission once more, instead of giving it a row that blames it. This module must not import torch at
@@ -14,7 +15,7 @@ its top: the batch's main process imports it to read PRELOAD.
 from __future__ import annotations
 
 # Imported once by the forkserver, so every worker forks with torch and the engine already loaded.
-PRELOAD = ("backprop_ninja.grade.engine", "backprop_ninja.export.gradescope")
+PRELOAD = ("backprop_ninja.grade.engine", "backprop_ninja.export.gradescope", "backprop_ninja.batch.quick_exit")
 
 
 _launcher = None  # this worker's sandbox, from warm_up
@@ -44,14 +45,17 @@ def warm_up(limits: dict | None = None) -> list[tuple[str, float]]:
     return [(u.grade_id, float(u.points)) for u in UNITS]
 
 
-def grade(path: str, limits: dict) -> tuple[dict, dict]:
-    """Grade one notebook with the engine: (SubmissionResult as a dict, Gradescope results.json)."""
+def grade(path: str, limits: dict) -> tuple[dict, dict, dict]:
+    """Grade one notebook with the engine: (SubmissionResult as a dict, Gradescope results.json, the pages to write
+    beside it: {"feedback.html": text}). The page is made here, where the units table is loaded, so that the batch's
+    main process never imports torch."""
+    from backprop_ninja.export.feedback import FEEDBACK_NAME, to_html
     from backprop_ninja.export.gradescope import to_gradescope
     from backprop_ninja.grade.engine import grade_notebook
 
     limits = {name: value for name, value in limits.items() if name != "isolation"}
     result = grade_notebook(path, launcher=_launcher, shared=_draw, **limits)
-    return result.to_dict(), to_gradescope(result)
+    return result.to_dict(), to_gradescope(result), {FEEDBACK_NAME: to_html(result)}
 
 
 def is_machine_fault(error: BaseException) -> bool:

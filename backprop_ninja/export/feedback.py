@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backprop_ninja import units
 from backprop_ninja.grade.verdict import SubmissionResult, Verdict
+
+FEEDBACK_NAME = "feedback.html"
 
 CELL_PX = 6  # size of one position in the map
 
@@ -60,6 +61,8 @@ def _runs(mismatch: list[list[bool]]) -> list[tuple[int, int, int]]:
 
 
 def _row(verdict: Verdict) -> str:
+    from backprop_ninja import units  # the table imports torch: only to render (a batch renders in its workers)
+
     unit = units.BY_ID.get(verdict.unit)
     label = f"<code>{html.escape(unit.answer)}</code>" if unit else html.escape(verdict.unit)
     css = ("luck" if verdict.note else "ok") if verdict.passed else "bad"  # right by luck: points, with a note
@@ -79,16 +82,18 @@ def to_html(result: SubmissionResult, title: str = "Backprop Ninja feedback") ->
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Score: <b>{result.score:g} / {result.max_score:g}</b></p>{head}
-<p class="legend">Each gradient was re-run on four sets of inputs (fresh seeds, batch sizes 17, 32 and 50) with the
-correct upstream gradients, so a mistake in one unit does not count against the next.</p>
+<p class="legend">Each gradient was re-run on five sets of inputs (batch sizes 17, 32 and 50 on fresh seeds; for
+Exercise 1 also the notebook's own batch; and a set in float64 built to expose near-misses) with the correct upstream
+gradients, so a mistake in one unit does not count against the next.</p>
 <table><tr><th>unit</th><th>answer</th><th>status</th><th>points</th><th>what the grader saw</th></tr>
 {rows}
 </table></body></html>
 """
 
 
-def write_feedback(result: SubmissionResult, out_dir: str | Path) -> Path:
-    path = Path(out_dir) / "feedback.html"
+def write_feedback(result: SubmissionResult, out_dir: str | Path, page: str | None = None) -> Path:
+    """out_dir/feedback.html: `page` if it was rendered already (a batch's workers do), else to_html(result)."""
+    path = Path(out_dir) / FEEDBACK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_html(result), encoding="utf-8")
+    path.write_text(to_html(result) if page is None else page, encoding="utf-8")
     return path

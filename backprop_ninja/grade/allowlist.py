@@ -240,10 +240,10 @@ def _owned_attributes(nodes: tuple[ast.AST, ...]) -> set[str]:
 
 class _Checker:
     def __init__(self, source: str, context: Context):
-        self.nodes = syntax.nodes(source)
+        parsed = syntax.cell(source)  # nodes and parents of one parse
+        self.nodes, self.parents = parsed.nodes, parsed.parents
         self.modules = {**NOTEBOOK_MODULES, **dict(context.modules), **_imported_modules(self.nodes)}
         self.owned = context.owned_attributes | _owned_attributes(self.nodes)
-        self.parents = syntax.parents(source)
         # names the cell itself binds: a student's own `max = ...` or `def f` is theirs to use
         self.bound = {n.id for n in self.nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 

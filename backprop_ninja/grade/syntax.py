@@ -11,24 +11,33 @@ import functools
 _CELLS = 256  # far above the cells of one notebook
 
 
+class Cell:
+    """One source's tree, its nodes and their parents, all of the same parse: a cold grading's canary runs in
+    another thread, and a forget() between two lookups must never pair one parse's nodes with another's parents."""
+
+    def __init__(self, source: str):
+        self.tree = ast.parse(source)
+        self.nodes: tuple[ast.AST, ...] = tuple(ast.walk(self.tree))  # in ast.walk's order
+
+    @functools.cached_property
+    def parents(self) -> dict[int, ast.AST]:
+        """id(node) -> the node it hangs from, for every node but the module."""
+        return {id(child): node for node in self.nodes for child in ast.iter_child_nodes(node)}
+
+
 @functools.lru_cache(maxsize=_CELLS)
+def cell(source: str) -> Cell:
+    """The parsed source, raising as ast.parse does (errors are not kept)."""
+    return Cell(source)
+
+
 def tree(source: str) -> ast.Module:
-    """ast.parse(source), raising as it does (errors are not kept)."""
-    return ast.parse(source)
+    return cell(source).tree
 
 
-@functools.lru_cache(maxsize=_CELLS)
 def nodes(source: str) -> tuple[ast.AST, ...]:
-    """Every node of tree(source), in ast.walk's order."""
-    return tuple(ast.walk(tree(source)))
-
-
-@functools.lru_cache(maxsize=_CELLS)
-def parents(source: str) -> dict[int, ast.AST]:
-    """id(node) -> the node it hangs from, for every node of tree(source) but the module."""
-    return {id(child): node for node in nodes(source) for child in ast.iter_child_nodes(node)}
+    return cell(source).nodes
 
 
 def forget() -> None:
-    for cached in (tree, nodes, parents):
-        cached.cache_clear()
+    cell.cache_clear()
