@@ -10,6 +10,7 @@ Everything else reads this table: the grader, the hidden tests, the notebook's s
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -58,7 +59,7 @@ class Unit:
     rule_kinds: dict[str, str] = field(default_factory=dict)
     overview: str = ""
 
-    @property
+    @functools.cached_property  # read thousands of times per grading
     def grade_id(self) -> str:
         return f"ex{self.exercise}_{self.var or 'backward'}"
 
@@ -66,7 +67,7 @@ class Unit:
     def test_id(self) -> str:
         return f"test_{self.grade_id}"
 
-    @property
+    @functools.cached_property
     def answer(self) -> str:
         """The name the student's cell must define."""
         return f"d{self.var}" if self.var else "manual_backward"

@@ -84,6 +84,7 @@ def grade_notebook(path: str | Path, *, unit_timeout: float = UNIT_TIMEOUT, tota
         raise ValueError(f"shape policy {shape!r}: choose one of {', '.join(SHAPE_POLICIES)}")
     if code not in CODE_POLICIES:
         raise ValueError(f"code policy {code!r}: choose one of {', '.join(CODE_POLICIES)}")
+    syntax.forget()  # the cells of the last grading: parsed for it, not kept for this one
     launcher = launcher or shared_launcher()
     limits = limits_for(memory_limit_bytes=memory_limit_bytes, total_timeout=total_timeout)
     if shared is None and check_environment:  # the canary and this grading replay one draw: half the forward passes
@@ -140,7 +141,6 @@ def timeouts(*, unit_timeout: float = UNIT_TIMEOUT, total_timeout: float = TOTAL
 def grade_answers(found: extract.Extraction, launcher: isolation.Launcher, limits: sandbox.Limits,
                   unit_timeout: float, deadline: float, code: str = ALLOWLIST_CODE,
                   shared: SharedDraw | None = None) -> SubmissionResult:
-    syntax.forget()  # the cells of the last grading: parsed for it, not kept for this one
     context = _allowlist_context(found) if code == ALLOWLIST_CODE else None
     decided = _decide_before_replay(found)
     refused, preludes = _added_cells_and_allowlist(found, decided, context)

@@ -176,6 +176,9 @@ def build_evidence(replay: model.Replay, only: set[str] | None = None) -> dict[s
     return evidence
 
 
+_EARLIER_VARS = {u.grade_id: [e.var for e in units.EXERCISE_1[:k]] for k, u in enumerate(units.EXERCISE_1)}
+
+
 def upstream_for(unit: units.Unit, replay: model.Replay) -> dict[str, torch.Tensor]:
     """Float32 reference gradients the engine injects before running `unit`'s answer cell (float64 ones on the
     float64 replay).
@@ -185,8 +188,7 @@ def upstream_for(unit: units.Unit, replay: model.Replay) -> dict[str, torch.Tens
     Exercises 2 and 4 start from the loss, so they get nothing.
     """
     if unit.exercise == 1:
-        earlier = units.EXERCISE_1[: units.EXERCISE_1.index(unit)]
-        names = [u.var for u in earlier]
+        names = _EARLIER_VARS[unit.grade_id]
     elif unit.exercise == 3:
         names = ["hpreact"]
     else:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backprop_ninja import units
-from backprop_ninja.grade import limits
+from backprop_ninja.grade import limits, syntax
 
 
 @dataclass
@@ -260,7 +260,7 @@ def is_blank_stub(source: str) -> bool:
     text) is not blank: the student wrote something, and the static scan reports why it cannot be read.
     """
     try:
-        return all(_is_filler(statement) for statement in ast.parse(source).body)
+        return all(_is_filler(statement) for statement in syntax.tree(source).body)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
 
