@@ -11,7 +11,10 @@ The batch grades all N; nbgrader grades the first --nbgrader-n of them (it is mu
 submissions/s, the ratio, the time extrapolated to 1,000 submissions, the peak memory of the largest process of
 each (ru_maxrss of its children), and whether both gave the same points to every unit of every student graded by
 both. --batch-only skips nbgrader (e.g. a real 1,000-submission run); --compare-isolation also grades them with
---no-isolation, right after, and prints the ratio. Not a test: it only reports numbers.
+--no-isolation, right after, and prints the ratio. --baseline DIR grades the same submissions with another
+checkout's batch (PYTHONPATH=DIR, e.g. `git worktree add /tmp/before16 4b0de4a`) right before this one, --rounds K
+times each in turn, and prints each pair's ratio and whether both gave every unit of every student the same points
+and status. Not a test: it only reports numbers.
 """
 from __future__ import annotations
 
@@ -83,6 +86,42 @@ def report_line(name: str, n: int, seconds: float, peak_kb: int) -> float:
     return rate
 
 
+def side_by_side(args, batch: list[str], env: dict, work: Path, students: list[str]) -> int:
+    """The baseline checkout's batch, then this one's, on the same submissions, --rounds times; exit 1 if the points
+    or statuses differ anywhere."""
+    baseline = args.baseline.resolve()
+    if not (baseline / "backprop_ninja" / "batch").is_dir():
+        sys.exit(f"{baseline} is not a checkout of the kit (no backprop_ninja/batch/ there)")
+    trees = {"baseline": {**env, "PYTHONPATH": str(baseline)}, "this": {**env, "PYTHONPATH": str(REPO)}}
+    same = True
+    for round_number in range(1, args.rounds + 1):
+        seconds, outs = {}, {}
+        for name, tree_env in trees.items():
+            outs[name] = work / f"graded-{name}-{round_number}"
+            seconds[name], peak, done = measured(batch + ["--out", str(outs[name])], tree_env, work)
+            if done.returncode not in (0, 3):
+                sys.exit(f"the {name} batch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            report_line(name, args.n, seconds[name], peak)
+        agree = results_points(outs["baseline"], students) == results_points(outs["this"], students) and \
+            results_statuses(outs["baseline"], students) == results_statuses(outs["this"], students)
+        same &= agree
+        print(f"round {round_number}: this / baseline time {seconds['this'] / seconds['baseline']:.2f}x; "
+              f"1,000 would take {1000 * seconds['this'] / args.n:.1f} s here (goal <= {GOAL_SECONDS_PER_1000:.0f} s); "
+              f"same points and statuses: {'yes' if agree else 'NO'}")
+        for name in outs:
+            shutil.rmtree(outs[name], ignore_errors=True)
+    return 0 if same else 1
+
+
+def results_statuses(out: Path, students: list[str]) -> dict:
+    """student -> {unit: status}, from each results.json's Gradescope tests."""
+    statuses = {}
+    for student in students:
+        data = json.loads((out / student / "results.json").read_text())
+        statuses[student] = {t["name"]: (t.get("extra_data") or {}).get("status") for t in data.get("tests", [])}
+    return statuses
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--course", type=Path, default=REPO, help="the nbgrader course folder (default: the repo)")
@@ -93,6 +132,9 @@ def main() -> int:
     parser.add_argument("--compare-isolation", action="store_true",
                         help="also grade the same submissions with --no-isolation and print the ratio")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another checkout to grade the same submissions with, side by side (PYTHONPATH=DIR)")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: pairs of runs, in turn (default 1)")
     args = parser.parse_args()
 
     from backprop_ninja.assign import nbgrader_env
@@ -106,6 +148,8 @@ def main() -> int:
         print(f"{args.n} submissions from {len(students) and 'the examples'}; machine: {os.cpu_count()} CPUs")
 
         batch = [sys.executable, "-m", "backprop_ninja", "grade", str(course / "submitted"), "--jobs", str(args.jobs)]
+        if args.baseline:
+            return side_by_side(args, batch, env, work, students)
         out = work / "graded"
         seconds, peak, done = measured(batch + ["--out", str(out)], env, work)
         if done.returncode not in (0, 3):
