@@ -44,7 +44,16 @@ def _name(requirement: str) -> str:
 
 
 def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = False, shape: str = "strict",
-                        code: str = "allowlist") -> Path:
+                        code: str = "allowlist", unit_timeout: float | None = None,
+                        total_timeout: float | None = None) -> Path:
+    """DIR/autograder.zip; the policies and any time limits given are stored in it (POLICY_FILE)."""
+    from backprop_ninja.grade import limits
+
+    unit_timeout = limits.UNIT_TIMEOUT if unit_timeout is None else float(unit_timeout)
+    total_timeout = limits.TOTAL_TIMEOUT if total_timeout is None else float(total_timeout)
+    if not (0 < unit_timeout <= total_timeout):
+        raise ValueError(f"time limits: --unit-timeout ({unit_timeout:g} s) must be above 0 and at most "
+                         f"--total-timeout ({total_timeout:g} s)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "autograder.zip"
@@ -56,7 +65,8 @@ def build_gradescope_zip(out_dir: Path, repo: Path = REPO, strict_rules: bool = 
     for path in sorted(PACKAGE_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and path != POLICY_FILE:
             entries.append((path.relative_to(repo).as_posix(), path.read_bytes(), False))
-    policy = json.dumps({"strict_rules": bool(strict_rules), "shape": shape, "code": code}) + "\n"
+    policy = json.dumps({"strict_rules": bool(strict_rules), "shape": shape, "code": code,
+                         "unit_timeout": unit_timeout, "total_timeout": total_timeout}) + "\n"
     entries.append((POLICY_FILE.relative_to(repo).as_posix(), policy.encode(), False))
     temp = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -106,8 +116,9 @@ def _grade_isolated(notebook: Path) -> dict:
         from backprop_ninja.grade.engine import grade_notebook
 
         policy = _policy()
+        limits = {key: float(policy[key]) for key in ("unit_timeout", "total_timeout") if key in policy}
         result = grade_notebook(notebook, launcher=launcher, strict_rules=bool(policy.get("strict_rules", False)),
-                                shape=policy.get("shape", "strict"), code=policy.get("code", "allowlist"))
+                                shape=policy.get("shape", "strict"), code=policy.get("code", "allowlist"), **limits)
     return to_gradescope(result)
 
 
@@ -173,11 +184,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default strict)")
     parser.add_argument("--code", choices=["allowlist", "any"], default="allowlist",
                         help="any: answer cells may hold any Python (default allowlist: only what a gradient needs)")
+    from backprop_ninja.grade import limits
+
+    parser.add_argument("--unit-timeout", type=float, default=limits.UNIT_TIMEOUT, metavar="SECONDS",
+                        help="time limit of one unit on all replays (default %(default)s)")
+    parser.add_argument("--total-timeout", type=float, default=limits.TOTAL_TIMEOUT, metavar="SECONDS",
+                        help="time limit of the whole submission (default %(default)s); keep it under the "
+                             "assignment's autograder timeout on Gradescope")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules, shape=args.shape, code=args.code)
+        path = build_gradescope_zip(args.out, strict_rules=args.strict_rules, shape=args.shape, code=args.code,
+                                    unit_timeout=args.unit_timeout, total_timeout=args.total_timeout)
     except (OSError, ValueError) as error:
         print(f"bundle: {error}", file=sys.stderr)
         return 1

@@ -296,7 +296,8 @@ def test_a_box_graded_from_a_wheel_install_sees_no_answer(wheel_venv, tmp_path, 
 @pytest.mark.isolation
 def test_a_box_in_the_gradescope_layout_sees_no_answer(wheel_venv, tmp_path, names_file):
     root = tmp_path / "autograder"
-    archive = bundle.build_gradescope_zip(tmp_path / "zip", code="any")
+    # The walk reads the whole box: the same generous limits as the wheel test above (the defaults are for answers).
+    archive = bundle.build_gradescope_zip(tmp_path / "zip", code="any", unit_timeout=60, total_timeout=240)
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(root / "source")
         for info in zf.infolist():

@@ -134,3 +134,26 @@ def test_results_are_validated_before_they_are_written(change, words):
     change(data)
     with pytest.raises(ValueError, match=words):
         bundle.validate_results(data)
+
+
+def test_the_time_limits_chosen_for_the_bundle_are_the_ones_it_grades_with(tmp_path, names_file):
+    out = tmp_path / "bundle"
+    assert main(["bundle", "gradescope", "--out", str(out), "--unit-timeout", "0.05", "--total-timeout", "0.1"]) == 0
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(out / "autograder.zip") as zf:
+        zf.extractall(root / "source")
+        policy = json.loads(zf.read("backprop_ninja/gradescope_policy.json"))
+        for info in zf.infolist():
+            (root / "source" / info.filename).chmod(info.external_attr >> 16 & 0o777)
+    assert (policy["unit_timeout"], policy["total_timeout"]) == (0.05, 0.1)
+    data = run_autograder(root, {"backprop_ninja.ipynb": example("ada")}, names_file)
+    assert_valid_results(data)
+    # The default limits give ada every point (above); a tenth of a second for everything gives her none.
+    assert data["score"] == 0 and len(data["tests"]) == 29
+    assert all("time limit" in t["output"] for t in data["tests"]), data["tests"][0]["output"]
+
+
+@pytest.mark.parametrize("unit, total", [("0", "60"), ("30", "20"), ("-1", "-1")])
+def test_time_limits_that_cannot_work_are_refused_when_bundling(tmp_path, capsys, unit, total):
+    assert main(["bundle", "gradescope", "--out", str(tmp_path), "--unit-timeout", unit, "--total-timeout", total]) == 1
+    assert "--unit-timeout" in capsys.readouterr().err and not (tmp_path / "autograder.zip").exists()
