@@ -210,6 +210,7 @@ import inspect
 import io
 import re
 import textwrap
+import types
 
 _CELLS = globals().get("_CELLS", [])  # kept when this cell runs again
 _running = {"info": None}  # the cell running now, as IPython announced it
@@ -264,10 +265,29 @@ def _autograd_use(cells, name, exercise):
     words ("line 1 reads `.grad`: ..."), or None. A syntax finding is left out: such a cell raised when it ran."""
     rules = _scan.RULES.get(f"{exercise or 'ex1'}_{name}")
     for index, cell in enumerate(cells if rules else []):
-        finding = _scan.scan(cell["source"], rules)
+        finding = _scan.scan(cell["source"], rules, aliases=_aliases_in_session(cell["source"], rules))
         if finding is not None and finding.kind == "autograd":
             return finding.message if index == len(cells) - 1 else f"in an earlier cell that sets it, {finding.message}"
     return None
+
+
+def _aliases_in_session(source, rules):
+    """The names the cell reads that an earlier cell bound to autograd's modules or functions, as the grader's scan
+    reads the imports of cells you added (`from torch import autograd as ag`: `ag` is torch.autograd)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    aliases = {}
+    for node in ast.walk(tree):
+        value = globals().get(node.id) if isinstance(node, ast.Name) else None
+        if isinstance(value, types.ModuleType):
+            aliases[node.id] = value.__name__
+        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)) \
+                and str(getattr(value, "__module__", None)).startswith("torch"):
+            aliases[node.id] = f"{value.__module__}.{getattr(value, '__name__', node.id)}"
+    return {name: target for name, target in aliases.items()
+            if _scan._forbidden_module(target, rules) or _scan._parameter_class(target)}
 
 
 def _note_cell(info):
@@ -453,10 +473,13 @@ def _stand_ins(cells, name, exercise, scratch):
                     or not _one_go.only_called_as_statement(tree, call.func.id):
                 continue
             try:
-                finding = _scan.scan(textwrap.dedent(inspect.getsource(helper)), rules)
+                helper_source = textwrap.dedent(inspect.getsource(helper))
             except (OSError, TypeError):  # no source to read: left as it is
                 continue
-            if finding is not None and finding.kind == "autograd":
+            finding = _scan.scan(helper_source, rules)
+            # a helper that sets the answer itself (`global d...`) is the answer: its autograd is named, not hidden
+            if finding is not None and finding.kind == "autograd" \
+                    and not _one_go.may_set_global(helper_source, "d" + name):
                 quiet[call.func.id] = _does_nothing
     return quiet
 
@@ -786,12 +809,12 @@ def _session_problem(name, exercise, cells):
     if exercise and not cells:
         return "is not defined yet", (f"d{name} is not defined yet in {where}: answer it (in place of `raise "
                                       f"NotImplementedError()`), run it, then run this one again.")
-    if cells and cells[-1]["error"]:
-        return "its cell raised", f"d{name}'s cell raised {cells[-1]['error']}: fix it, run it, then run this one again."
-    use = _autograd_use(cells, name, exercise)
+    use = _autograd_use(cells, name, exercise)  # first, as in the grader: a cell that asks autograd never runs there
     current = globals().get("d" + name)
     if use and not (isinstance(current, torch.Tensor) and _autograds_own(current)):  # that one is named below
         return "its cell asks autograd", f"d{name}: {use}."
+    if cells and cells[-1]["error"]:
+        return "its cell raised", f"d{name}'s cell raised {cells[-1]['error']}: fix it, run it, then run this one again."
     if exercise and cells:  # the grader's own rule for Exercises 2 and 3, with its words
         rule = ONE_GO_RULES[exercise]
         broken = _one_go.read_problem(cells[-1]["source"], "Exercise " + exercise[-1], tuple(rule["gives"]),

@@ -261,11 +261,11 @@ ISSUE_9_1: tuple[Submission, ...] = (
     Submission("cheat_autograd_in_added_cell", "cheat", {
         "ex1_h": "_, (dh,) = ag.functional.vjp(lambda t: t @ W2, h, dlogits)",  # `ag` from the added cell
         "ex1_W2": "dW2 = grad_of(W2)",
-        "ex1_b2": "steal_db2()",  # a bare call of a flagged helper becomes a no-op: db2 is never defined
+        "ex1_b2": "steal_db2()",  # a bare call of a flagged helper that sets db2 itself (`global db2`) is the answer
     }, {
         "ex1_h": Expect(USES_AUTOGRAD, ("torch.autograd",)),
         "ex1_W2": Expect(USES_AUTOGRAD, ("grad_of", "a cell you added", ".backward")),
-        "ex1_b2": Expect(ERROR, ("did not define db2",)),
+        "ex1_b2": Expect(USES_AUTOGRAD, ("steal_db2", "a cell you added", ".grad")),
     }, fault=add_cells(("ex1_h", ADDED_AUTOGRAD))),
 )
 

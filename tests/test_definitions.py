@@ -66,6 +66,17 @@ def test_a_flagged_helper_only_called_for_its_printout_becomes_a_stand_in():
     assert definitions.check_use("x = cmp('probs', 1, 2)", PROBS, 1, found).finding is not None
 
 
+def test_a_flagged_helper_that_sets_the_answer_as_a_global_is_the_answer_not_a_stand_in():
+    for body in ("global dprobs\n    dprobs = probs.grad", "globals()['dprobs'] = probs.grad"):
+        found = definitions.from_added_cells([(0, f"def steal():\n    {body}")])
+        use = definitions.check_use("steal()", PROBS, 1, found)
+        assert use.silenced == () and use.finding is not None, body
+        assert "`steal`, defined in a cell you added" in use.finding.message and ".grad" in use.finding.message
+    # a global of another name is not the answer: the call still cannot reach dprobs
+    found = definitions.from_added_cells([(0, "def note():\n    global seen\n    seen = probs.grad")])
+    assert definitions.check_use("dprobs = 1 / probs * dlogprobs\nnote()", PROBS, 1, found).silenced == ("note",)
+
+
 def test_an_import_alias_from_an_added_cell_is_resolved_in_the_answer():
     found = definitions.from_added_cells([(0, "import torch as T")])
     use = definitions.check_use("dprobs = T.func.vjp(f, probs)[1](dlogprobs)", PROBS, 1, found)

@@ -58,16 +58,15 @@ KNOWN: dict[tuple[str, str], str] = {
     # cell where the front end sends no cell ids. check() now re-runs, scales and diagnoses them as the grader.)
     # (Also gone: a later right answer compared with a .grad that a cheat's .backward() had added into; check() keeps
     # autograd's gradients aside when the forward pass runs. And an Exercise 3 cell that raised in the kernel for
-    # want of dhpreact: it is re-run with autograd's, as the grader gives it.)
+    # want of dhpreact: it is re-run with autograd's, as the grader gives it. And two cells that reach autograd
+    # through a cell the student added: an alias (`ag.functional.vjp`) that check() now reads from the session as
+    # the grader reads the added cell's import, and a helper that sets the answer with `global`, autograd in both.)
     # A cheat's side effects in the student's own kernel: after `hpreact.backward()` in dbnraw's cell, the student's
     # later gradients build on a dbnraw that is not autograd's, off by rounding here and there (the grader gives
-    # each unit autograd's upstream); a helper that reads b2.grad is autograd's own answer in the kernel, a no-op in
-    # the grader; a vjp cell that raises in the kernel is flagged statically by the grader.
+    # each unit autograd's upstream).
     ("cheat_backward_in_cell", "ex1_embcat"): "notebook fails (differs), grader ok",
     ("cheat_backward_in_cell", "ex1_W1"): "notebook fails (location), grader ok",
     ("cheat_backward_in_cell", "ex1_b1"): "notebook fails (differs), grader ok",
-    ("cheat_autograd_in_added_cell", "ex1_h"): "class: notebook raised, grader autograd",
-    ("cheat_autograd_in_added_cell", "ex1_b2"): "class: notebook autograd, grader raised",
 }
 
 

@@ -38,3 +38,16 @@ def only_called_as_statement(tree: ast.Module, name: str) -> bool:
              and s.value.func.id == name]
     reads = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
     return bool(calls) and len(calls) == len(reads)
+
+
+def may_set_global(source: str, name: str) -> bool:
+    """Whether a helper's source can bind the global `name` (`global db2`, or a call of `globals()`). Called as a
+    statement of its own, such a helper still gives the answer (`def steal(): global db2; db2 = b2.grad`), so no
+    stand-in may take its place: its autograd is the answer's."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any((isinstance(node, ast.Global) and name in node.names)
+               or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "globals")
+               for node in ast.walk(tree))

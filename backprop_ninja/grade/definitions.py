@@ -19,7 +19,8 @@ Autograd stays off limits: each definition goes through static.scan like an answ
 flags is never replayed, and an answer that uses it (directly or through another definition) gets the
 verdict uses_autograd, as if the definition were written in the answer. The one exception is the lecture's
 habit `cmp("logprobs", dlogprobs, logprobs)`: a flagged function called only as a statement of its own, its
-result unused, is replaced by a stand-in that does nothing, since its result cannot reach the answer.
+result unused, is replaced by a stand-in that does nothing, since its result cannot reach the answer; unless it can
+bind the answer's name as a global (`global db2` in it, or `globals()`), which makes it the answer.
 """
 from __future__ import annotations
 
@@ -202,7 +203,8 @@ def check_use(answer: str, unit: units.Unit, position: int, definitions: list[De
         if problem is None:
             continue
         culprit, what, kind = problem
-        if cell_text.only_called_as_statement(tree, name) and _is_function(name, before):
+        if (cell_text.only_called_as_statement(tree, name) and _is_function(name, before)
+                and not _sets_answer(name, before, unit.answer)):
             silenced.append(name)
             continue
         through = "" if culprit == name else f"uses `{culprit}`, which "
@@ -266,6 +268,12 @@ def _problem_behind(name: str, before: list[Definition], unit: units.Unit, alias
                 return current, problems[index][0], problems[index][1]
             pending += sorted(definition.reads - seen)
     return None
+
+
+def _sets_answer(name: str, before: list[Definition], answer: str) -> bool:
+    """Whether the last definition of `name` before the answer can bind the answer's name as a global."""
+    last = next((d for d in reversed(before) if name in d.binds), None)
+    return last is not None and cell_text.may_set_global(last.source, answer)
 
 
 def _is_function(name: str, before: list[Definition]) -> bool:
