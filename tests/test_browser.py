@@ -9,6 +9,8 @@ touched):
   * solved.ipynb: every answer filled in from the solutions; Run All trains Exercise 4 for STEPS steps
     (BACKPROP_NINJA_STEPS in the server's environment, read by the notebook's max_steps cell).
   * blank.ipynb: the release as is, for nbgrader's Validate.
+  * validate_<case>.ipynb: Exercise 1 only, half done (with a wrong answer others build on), an answer cell that
+    raises, and complete; Validate's button must fail exactly the units the grader does not give full points.
 Each test reads the rendered DOM. A failing step saves a full-page screenshot under out/browser-screenshots/ and
 names it in the failure message.
 """
@@ -30,7 +32,6 @@ from backprop_ninja.examples import filled
 from backprop_ninja.grade import grade_notebook
 from browser import CHROMIUM_ARGS, STDERR, Lab, Notebook, Screenshots, chromium_path, nbgrader_validate, remove
 
-from notebooks import VALIDATE_WIDTH
 
 RIGHT = ["ex1_logprobs", "ex1_probs", "ex1_counts_sum_inv"]
 WRONG = "ex1_counts_sum"
@@ -263,16 +264,28 @@ def cli_failed_cells(output: str) -> list[str]:
     return [opening(block.split("The error was:")[0]) for block in blocks]
 
 
-def test_validate_button_fails_the_blank_notebook(course, lab, browser, shots):
-    notebook = open_notebook(browser, lab, shots, "blank.ipynb", course["blank_cells"])
+def click_validate(notebook: Notebook, what: str):
+    """Click Validate; (the dialog's message, the sources of the cells it lists as failed, their error boxes)."""
     notebook.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .validate-button").first.click()
     message = notebook.page.locator(".jp-Dialog #validation-message")
     try:
         message.wait_for(timeout=150_000)
     except PlaywrightTimeout:
-        notebook.fail("validate", "the Validate button showed no result within 150 s")
+        notebook.fail("validate", f"the Validate button showed no result for {what} within 150 s")
+    boxes = message.locator(".jp-RenderedText pre").all()
+    return message, [normalised(pre.inner_text()) for pre in boxes[::2]], boxes[1::2]
+
+
+def cut_at_the_edge(errors) -> list[str]:
+    """The error boxes wider than the dialog: its boxes do not wrap, so such a line is cut off at its edge."""
+    return [pre.inner_text()[:120] for pre in errors
+            if pre.evaluate("e => e.scrollWidth > e.closest('.jp-Dialog-body').clientWidth + 1")]
+
+
+def test_validate_button_fails_the_blank_notebook(course, lab, browser, shots):
+    notebook = open_notebook(browser, lab, shots, "blank.ipynb", course["blank_cells"])
+    message, failed, errors = click_validate(notebook, "the blank notebook")
     text = message.inner_text()
-    failed = [normalised(pre.inner_text()) for pre in message.locator(".jp-RenderedText pre").all()[::2]]
     if "validation-failed" not in (message.get_attribute("class") or "") or "Success" in text:
         notebook.fail("validate", f"Validate does not report the blank notebook as failing: {text[:800]!r}")
     if sorted(failed) != sorted(course["grade_cells"]):
@@ -280,9 +293,8 @@ def test_validate_button_fails_the_blank_notebook(course, lab, browser, shots):
                                   f"test cells of the release: {failed}")
     if "dlogprobs is not defined yet" not in " ".join(text.split()):
         notebook.fail("validate", f"Validate does not say what is missing in the first unit: {text[:800]!r}")
-    cut = [pre.inner_text()[:120] for pre in message.locator(".jp-RenderedText pre").all()[1::2]
-           if pre.evaluate("e => e.scrollWidth > e.closest('.jp-Dialog-body').clientWidth + 1")]
-    if cut:  # the dialog's boxes do not wrap: a line wider than the box is cut off at its edge
+    cut = cut_at_the_edge(errors)
+    if cut:
         notebook.fail("validate", f"Validate's dialog cuts {len(cut)} messages off at its edge, e.g. {cut[0]!r}")
     notebook.page.close()
 
@@ -322,23 +334,32 @@ def _validate_cases(solutions) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("case", ["exercise_1_only", "half_done", "raising", "complete"])
-def test_validate_fails_exactly_the_units_the_grader_does_not_give_full_points(course, lab, solutions, case):
+def test_validate_fails_exactly_the_units_the_grader_does_not_give_full_points(course, lab, browser, shots,
+                                                                               solutions, case):
+    """The Validate button, in JupyterLab, on four notebooks a student would validate: the cells it fails are
+    exactly the units the grader does not give full points, each with a short message the dialog shows whole."""
     release = nbformat.read(notebook_path(REPO, "release"), as_version=4)
     path = course["root"] / f"validate_{case}.ipynb"
     nbformat.write(filled(release, _validate_cases(solutions)[case]), path)
+    short = {v.unit for v in grade_notebook(path).verdicts if v.points < v.max_points}
 
-    output = nbgrader_validate(path, lab.env, timeout_s=600)
-    failed = {_unit_of_check(line) for line in cli_failed_cells(output)}
-    result = grade_notebook(path)
-    short = {v.unit for v in result.verdicts if v.points < v.max_points}
-    assert failed == short, (f"Validate fails {sorted(failed - short)} that the grader gives full points, and passes "
-                             f"{sorted(short - failed)} that it does not:\n{output[:3000]}")
-    assert ("Success" in output) == (not short)
-    for block in output.split("The error was:")[1:]:  # each failure is short, in lines the dialog shows whole
-        lines = block.strip().split("\n\n")[0].splitlines()  # the error's lines, up to the next blank line
-        error = " ".join(line.strip() for line in lines)
-        assert lines[0].startswith("CheckFailed") and len(error) <= 400, error
-        assert all(len(line) <= VALIDATE_WIDTH for line in lines), lines
+    notebook = open_notebook(browser, lab, shots, path.name, len(release.cells))
+    message, failed_cells, errors = click_validate(notebook, f"the {case} notebook")
+    text = message.inner_text()
+    failed = {_unit_of_check(source.split("\n")[0]) for source in failed_cells}
+    if failed != short:
+        notebook.fail("validate", f"Validate fails {sorted(failed - short)} that the grader gives full points, and "
+                                  f"passes {sorted(short - failed)} that it does not: {text[:3000]!r}")
+    if ("Success" in text) != (not short):
+        notebook.fail("validate", f"Validate's verdict on the whole notebook is not the grader's: {text[:800]!r}")
+    for pre in errors:  # each failure is one short line, which the dialog shows whole
+        error = " ".join(pre.inner_text().split())
+        if not error.startswith("CheckFailed") or len(error) > 400:
+            notebook.fail("validate", f"a failure is not one short CheckFailed line: {error[:600]!r}")
+    cut = cut_at_the_edge(errors)
+    if cut:
+        notebook.fail("validate", f"Validate's dialog cuts {len(cut)} messages off at its edge, e.g. {cut[0]!r}")
+    notebook.page.close()
 
 
 # --- the notebook opens on the work: machinery collapsed, Exercise 1's first answer cell within two screens -------
