@@ -15,7 +15,8 @@ its top: the batch's main process imports it to read PRELOAD.
 from __future__ import annotations
 
 # Imported once by the forkserver, so every worker forks with torch and the engine already loaded.
-PRELOAD = ("backprop_ninja.grade.engine", "backprop_ninja.export.gradescope", "backprop_ninja.batch.quick_exit")
+PRELOAD = ("backprop_ninja.grade.engine", "backprop_ninja.export.gradescope", "backprop_ninja.export.feedback",
+           "backprop_ninja.batch.quick_exit")
 
 
 _launcher = None  # this worker's sandbox, from warm_up
