@@ -184,13 +184,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default strict)")
     parser.add_argument("--code", choices=["allowlist", "any"], default="allowlist",
                         help="any: answer cells may hold any Python (default allowlist: only what a gradient needs)")
-    from backprop_ninja.grade import limits
+    from backprop_ninja.grade.cli import add_time_limit_arguments
 
-    parser.add_argument("--unit-timeout", type=float, default=limits.UNIT_TIMEOUT, metavar="SECONDS",
-                        help="time limit of one unit on all replays (default %(default)s)")
-    parser.add_argument("--total-timeout", type=float, default=limits.TOTAL_TIMEOUT, metavar="SECONDS",
-                        help="time limit of the whole submission (default %(default)s); keep it under the "
-                             "assignment's autograder timeout on Gradescope")
+    add_time_limit_arguments(parser, "; keep it under the assignment's autograder timeout on Gradescope")
 
 
 def run(args: argparse.Namespace) -> int:

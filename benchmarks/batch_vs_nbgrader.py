@@ -102,8 +102,7 @@ def side_by_side(args, batch: list[str], env: dict, work: Path, students: list[s
             if done.returncode not in (0, 3):
                 sys.exit(f"the {name} batch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
             report_line(name, args.n, seconds[name], peak)
-        agree = results_points(outs["baseline"], students) == results_points(outs["this"], students) and \
-            results_statuses(outs["baseline"], students) == results_statuses(outs["this"], students)
+        agree = results_verdicts(outs["baseline"], students) == results_verdicts(outs["this"], students)
         same &= agree
         print(f"round {round_number}: this / baseline time {seconds['this'] / seconds['baseline']:.2f}x; "
               f"1,000 would take {1000 * seconds['this'] / args.n:.1f} s here (goal <= {GOAL_SECONDS_PER_1000:.0f} s); "
@@ -113,13 +112,14 @@ def side_by_side(args, batch: list[str], env: dict, work: Path, students: list[s
     return 0 if same else 1
 
 
-def results_statuses(out: Path, students: list[str]) -> dict:
-    """student -> {unit: status}, from each results.json's Gradescope tests."""
-    statuses = {}
+def results_verdicts(out: Path, students: list[str]) -> dict:
+    """student -> {unit: (points, status)}, from each results.json's Gradescope tests."""
+    verdicts = {}
     for student in students:
         data = json.loads((out / student / "results.json").read_text())
-        statuses[student] = {t["name"]: (t.get("extra_data") or {}).get("status") for t in data.get("tests", [])}
-    return statuses
+        verdicts[student] = {t["name"]: (t["score"], (t.get("extra_data") or {}).get("status"))
+                             for t in data.get("tests", [])}
+    return verdicts
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from backprop_ninja.batch.pool import DEFAULT_WATCHDOG_SECONDS, grade_with_pool
 from backprop_ninja.batch.records import RECORD_KEY, RESULTS_NAME, make_record, read_record, write_grades_csv, \
     write_json_atomically
 from backprop_ninja.batch.submission import Submission
-from backprop_ninja.export.feedback import FEEDBACK_NAME, write_feedback
+from backprop_ninja.export.feedback import FEEDBACK_NAME, to_html, write_page
 from backprop_ninja.grade.verdict import SubmissionResult
 from backprop_ninja.lateness.columns import LateBook
 
@@ -94,7 +94,7 @@ def run_batch(source: Path, out_dir: Path, jobs: int | None = None, *, limits: d
                                                                result, units)
             # the feedback page first: once results.json exists, the submission counts as done
             page = (pages or {}).get(FEEDBACK_NAME)  # rendered by the worker; else here (a fault row, a stand-in grader)
-            write_feedback(SubmissionResult.from_dict(result) if page is None else None, out_dir / sub.student_id, page)
+            write_page(page or to_html(SubmissionResult.from_dict(result)), out_dir / sub.student_id)
             write_json_atomically(out_dir / sub.student_id / RESULTS_NAME, gradescope)
             resume.log_commit(own_state, sub.student_id, key, run_id)
             summary.graded += 1

@@ -91,9 +91,13 @@ gradients, so a mistake in one unit does not count against the next.</p>
 """
 
 
-def write_feedback(result: SubmissionResult, out_dir: str | Path, page: str | None = None) -> Path:
-    """out_dir/feedback.html: `page` if it was rendered already (a batch's workers do), else to_html(result)."""
+def write_feedback(result: SubmissionResult, out_dir: str | Path) -> Path:
+    return write_page(to_html(result), out_dir)
+
+
+def write_page(page: str, out_dir: str | Path) -> Path:
+    """out_dir/feedback.html, from a page already rendered (a batch's workers render theirs)."""
     path = Path(out_dir) / FEEDBACK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_html(result) if page is None else page, encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
     return path

@@ -23,16 +23,11 @@ EXIT_CANNOT_GRADE = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from backprop_ninja.grade import limits  # not the engine: a batch's main process never imports torch
-
     parser.add_argument("notebook", help="the submitted .ipynb file")
     parser.add_argument("--out", metavar="DIR",
                         help="also write DIR/results.json (Gradescope's format) and DIR/feedback.html")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
-    parser.add_argument("--unit-timeout", type=float, default=limits.UNIT_TIMEOUT, metavar="SECONDS",
-                        help="time limit of one unit on all replays (default %(default)s)")
-    parser.add_argument("--total-timeout", type=float, default=limits.TOTAL_TIMEOUT, metavar="SECONDS",
-                        help="time limit of the whole submission (default %(default)s)")
+    add_time_limit_arguments(parser)
     parser.add_argument("--no-isolation", action="store_true",
                         help="run student code without the sandbox (bubblewrap); recorded in every result. "
                              "Only for trusted notebooks or machines where isolation cannot be set up")
@@ -50,6 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from backprop_ninja.batch import add_batch_arguments  # a folder or zip: --jobs, --id-pattern, --retry-failed
 
     add_batch_arguments(parser)
+
+
+def add_time_limit_arguments(parser: argparse.ArgumentParser, total_note: str = "") -> None:
+    """--unit-timeout and --total-timeout (the grade verb's, and the Gradescope bundle's)."""
+    from backprop_ninja.grade import limits  # not the engine: a batch's main process never imports torch
+
+    parser.add_argument("--unit-timeout", type=float, default=limits.UNIT_TIMEOUT, metavar="SECONDS",
+                        help="time limit of one unit on all replays (default %(default)s)")
+    parser.add_argument("--total-timeout", type=float, default=limits.TOTAL_TIMEOUT, metavar="SECONDS",
+                        help=f"time limit of the whole submission (default %(default)s){total_note}")
 
 
 def fast_exit_ok(args: argparse.Namespace) -> bool:
