@@ -132,11 +132,11 @@ def test_a_spawner_that_ends_under_a_running_unit_is_the_machines_fault(right_no
     real_request = sandbox.Worker.request
     calls = []
 
-    def request(self, header, arrays, deadline, *budget):
+    def request(self, header, arrays, deadline, *budget, **named):
         calls.append(header.get("unit"))
         if len(calls) == 3:
             _end_spawner(self.box)
-        return real_request(self, header, arrays, deadline, *budget)
+        return real_request(self, header, arrays, deadline, *budget, **named)
 
     monkeypatch.setattr(sandbox.Worker, "request", request)
     with pytest.raises(engine.MachineFault, match="spawner ended"):

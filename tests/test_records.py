@@ -70,6 +70,26 @@ def test_a_forged_record_is_refused_and_says_why(reply, arrays, why):
     assert why in refused.value.message and "this unit earns nothing" in refused.value.message
 
 
+def test_a_history_record_answers_nothing():
+    records.history_record({"outcomes": [], "pid": 7, "seq": 3}, [])  # what an honest worker sends
+
+
+@pytest.mark.parametrize("reply, arrays, why", [
+    ({"outcomes": [ANSWER] * 5}, answers(5), "came back with outcomes"),
+    ({"outcomes": {"a": 1}}, [], "came back with outcomes"),
+    ({}, [], "came back with outcomes"),
+    ([], [], "came back with outcomes"),
+    ({"outcomes": [], "probe": ANSWER}, [], "came back with outcomes"),
+    ({"outcomes": []}, answers(1), "1 arrays for a history job"),
+])
+def test_a_history_record_with_anything_in_it_is_refused(reply, arrays, why):
+    """A cell re-run as history (before a later exercise) that writes records must not have one of them taken for
+    the next job's: the history job itself fails, and its cell is skipped from then on."""
+    with pytest.raises(records.BadRecord) as refused:
+        records.history_record(reply, arrays)
+    assert why in refused.value.message
+
+
 def test_a_probe_outcome_is_checked_like_the_others():
     with pytest.raises(records.BadRecord, match="an outcome is a str"):
         read({"outcomes": [ANSWER] * 5, "probe": "answer"}, answers(6), probe_asked=True)

@@ -417,8 +417,10 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
               for plan, exercises in zip(shared.next_plans() if shared else replay_plans(), ({1}, {2, 3, 4}))]
     groups = [(plan, graded) for plan, graded in groups if graded]
     replays = [shared.replays_for(plan) if shared else [replay_inputs(*spec) for spec in plan] for plan, _ in groups]
-    verdicts, skip, first = {}, set(), 0
-    # One box for both sets of replays; each set is graded by workers of its own (see _Runner).
+    verdicts, skip = {}, set()
+    starts = [sum(len(group) for group in replays[:k]) for k in range(len(replays))]
+    # One box for both sets of replays, and one worker: Exercises 2 to 4 first, in a worker never sent a reference
+    # (see _Runner), which then goes on to Exercise 1's units on Exercise 1's own replays.
     out_of_reach = _spawner_out_of_reach(launcher)
     budget = records.AnswerBudget()  # the answers this submission may keep in memory, all units together
     key = tuple(spec for plan, _ in groups for spec in plan) if shared else None  # the host keeps a draw's replays
@@ -428,13 +430,14 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
                 shared.fill_references(r)
             else:
                 add_reference_gradients(r)
-        for (plan, graded), group in zip(groups, replays):
-            indices = list(range(first, first + len(group)))
-            first += len(group)
-            runner = _Runner(box, to_replay, answers, group, indices, unit_timeout, deadline, skip, preludes,
-                             spawner_out_of_reach=out_of_reach, budget=budget)
+        worker = None
+        for (plan, graded), group, start in reversed(list(zip(groups, replays, starts))):
+            runner = _Runner(box, to_replay, answers, group, list(range(start, start + len(group))), unit_timeout,
+                             deadline, skip, preludes, spawner_out_of_reach=out_of_reach, budget=budget,
+                             worker=worker)
             graded_ids = {u.grade_id for u in graded}
             outcomes = runner.run_all(graded_ids)
+            worker = runner.hand_over()
             proofs = [shared.evidence(spec, graded_ids) if shared else evidence.build_evidence(r, graded_ids)
                       for spec, r in zip(plan, group)]
             verdicts.update({u.grade_id: _judge(u, outcomes[u.grade_id], [p[u.grade_id] for p in proofs], plan)
@@ -443,6 +446,8 @@ def _replay_and_judge(to_replay: list[units.Unit], answers: dict[str, str], dead
                 if u.grade_id in runner.probes and verdicts[u.grade_id].status == OK:
                     verdicts[u.grade_id] = _probe_note(verdicts[u.grade_id], outcomes[u.grade_id],
                                                        runner.probes[u.grade_id], proofs[probe.PROBE_REPLAY][u.grade_id])
+        if worker is not None:
+            worker.kill()
     return verdicts
 
 
@@ -470,12 +475,13 @@ class _Runner:
     gradient, so no earlier unit's injected gradient can be stashed and handed back as an answer
     (one worker, Exercise 3 graded last: _in_order); that worker re-runs only the earlier cells that
     define something besides gradients (helpers, imports), since those exercises start from the loss,
-    not from Exercise 1's results.
+    not from Exercise 1's results. It is then handed over to grade Exercise 1 on that exercise's own
+    replays, whose namespaces it has not touched (a replay's namespace is its own in the worker).
     """
 
     def __init__(self, box, jobs, answers, replays, indices: list[int], unit_timeout, deadline, skip: set[str],
                  preludes: dict[str, list[str]] | None = None, spawner_out_of_reach: bool = True,
-                 budget: records.AnswerBudget | None = None):
+                 budget: records.AnswerBudget | None = None, worker: sandbox.Worker | None = None):
         self.box, self.jobs, self.answers, self.replays = box, jobs, answers, replays
         self.budget = budget or records.AnswerBudget()
         self.spawner_out_of_reach = spawner_out_of_reach  # then a failing box is the machine's (MachineFault)
@@ -483,10 +489,12 @@ class _Runner:
         self.indices = indices  # where these replays sit among the box's
         self.unit_timeout, self.deadline = unit_timeout, deadline
         self.skip = skip  # cells that hung or crashed: never re-run (shared between the two sets of replays)
-        self.worker: sandbox.Worker | None = None
-        self.worker_saw_references = False
-        self.sent: set[str] = set()
-        self.ran: set[int] = set()
+        # A worker handed over by the runner of the other replays (hand_over) has run none of these replays' cells
+        # and holds none of their references; it may hold the other replays' references.
+        self.worker: sandbox.Worker | None = worker
+        self.worker_saw_references = worker is not None
+        self.sent: set[str] = set()  # reference names this worker holds for these replays
+        self.ran: set[int] = set()  # indices in jobs of the cells this worker has run on these replays
         self.broken: str | None = None  # set if no worker can be started any more
         # grade_id -> (the rule probe, the answer on it or None): Exercise 1 units, see probe.py
         self.probes: dict[str, tuple[probe.Probe, np.ndarray | None]] = {}
@@ -499,9 +507,12 @@ class _Runner:
                 outcomes[unit.grade_id] = _Failure(TIMEOUT, _out_of_total_time())
                 continue
             outcomes[unit.grade_id] = self._grade(index, unit)
-        if self.worker:
-            self.worker.kill()
         return outcomes
+
+    def hand_over(self) -> sandbox.Worker | None:
+        """The worker, for the runner of the other replays (the caller kills it in the end)."""
+        worker, self.worker = self.worker, None
+        return worker
 
     def _in_order(self, graded: set[str]) -> list[tuple[int, units.Unit]]:
         """(index in jobs, unit) of the units to grade: in the notebook's order, but Exercise 3 after Exercise 4.
@@ -575,8 +586,7 @@ class _Runner:
         while time.monotonic() < self.deadline:
             try:
                 self.worker, self.worker_saw_references = self.box.start_worker(), False
-                self.sent: set[str] = set()  # reference names this worker holds
-                self.ran: set[int] = set()  # indices in jobs of the cells this worker has run
+                self.sent, self.ran = set(), set()
             except sandbox.BoxUnavailable as error:
                 if self.spawner_out_of_reach:
                     raise MachineFault(f"{error}; no cell can reach the spawner, so the machine failed") from None
@@ -597,7 +607,7 @@ class _Runner:
                 continue
             key, header = history
             try:
-                self.worker.request(header, [], self._deadline(), max_payload=0)  # "done" carries no arrays
+                records.history_record(*self.worker.request(header, [], self._deadline(), max_payload=0))
             except (sandbox.WorkerFailure, records.BadRecord):
                 self.skip.add(key)
                 self._drop_worker()

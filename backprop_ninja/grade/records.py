@@ -90,6 +90,15 @@ def graded_record(reply, arrays, *, replays: int, per_answer: int, probe_asked: 
     return clean, arrays
 
 
+def history_record(reply, arrays) -> None:
+    """BadRecord unless this is what an honest worker sends for a history job: no outcomes, no answers. (A record
+    that a cell forged while it ran as history would otherwise be taken for the next job's.)"""
+    if not isinstance(reply, dict) or reply.get("outcomes") != [] or "probe" in reply:
+        raise not_a_record("a history job, which answers nothing, came back with outcomes")
+    if arrays:
+        raise not_a_record(f"{len(arrays)} arrays for a history job, which answers nothing")
+
+
 def outcome(item) -> dict:
     """One replay's outcome, as a fresh dict holding its kind and its text fields only (cut to length)."""
     if not isinstance(item, dict):
