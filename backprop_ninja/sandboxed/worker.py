@@ -77,6 +77,7 @@ class Session:
         self.references: list[dict[str, torch.Tensor]] = [{} for _ in replays]  # as sent by the grader
         # name -> (the copy handed to the cells last, its version then, what it copies): see _copy
         self.handed: list[dict[str, tuple[torch.Tensor, int, torch.Tensor]]] = [{} for _ in replays]
+        self.fresh: list[dict | None] = [None for _ in replays]  # what _replay_variables hands out, kept up to date
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
@@ -141,7 +142,19 @@ class Session:
         return _read_answer(ns, unit.answer)
 
     def _replay_variables(self, r: int) -> dict:
-        return replay_variables(self.replays[r], self.meta, copy=lambda name, t: self._copy(r, name, t))
+        """replay_variables with the copies of _copy, made once per replay: after that, a run only re-clones the
+        tensors whose version moved (the check of 29 versions is inlined: it runs before every run of every cell)."""
+        fresh = self.fresh[r]
+        if fresh is None:
+            fresh = self.fresh[r] = replay_variables(self.replays[r], self.meta,
+                                                     copy=lambda name, t: self._copy(r, name, t))
+            return fresh
+        handed = self.handed[r]
+        for name in self.replays[r]:
+            copy, version, source = handed[name]
+            if copy._version != version:
+                fresh[name] = self._copy(r, name, source)
+        return fresh
 
     def _copy(self, r: int, name: str, source: torch.Tensor) -> torch.Tensor:
         """A copy of `source` (a replay's tensor or a reference) for the cells of replay r, so that a cell that
@@ -169,9 +182,19 @@ class Session:
         override = {name: torch.from_numpy(a.copy()) for name, a in zip(header["override"], arrays)}
         ns, made, injected = self.namespaces[r], self.made[r], self.injected[r]
         saved_ns = dict(ns)
-        # the replay's own tensors come as unchanged copies with every run (_copy): clone only the rest
-        ns.update({k: v.clone() for k, v in ns.items() if isinstance(v, torch.Tensor) and k not in self.replays[r]})
-        self.made[r] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in made.items()
+        # the replay's own tensors come as unchanged copies with every run (_copy): clone only the rest, each tensor
+        # once (a name in ns and the same tensor in made share one clone, as they shared the tensor)
+        clones: dict[int, torch.Tensor] = {}
+
+        def clone(value):
+            if not isinstance(value, torch.Tensor):
+                return value
+            if id(value) not in clones:
+                clones[id(value)] = value.clone()
+            return clones[id(value)]
+
+        ns.update({k: clone(v) for k, v in ns.items() if isinstance(v, torch.Tensor) and k not in self.replays[r]})
+        self.made[r] = {k: clone(v) for k, v in made.items()
                         if k != header["answer"]}  # the unit's own answer from its graded run is no partial
         try:
             outcome, answers = {"kind": "invalid", "message": "nothing to run"}, []
