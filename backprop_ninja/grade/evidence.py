@@ -49,8 +49,20 @@ class Evidence:
         """Computed when first asked for: most answers are right, and a right answer needs only the reference."""
         return self.make_shares()
 
-    def clues(self) -> diagnose.Clues:
+    @functools.cached_property
+    def _more_clues(self) -> dict:
+        """more_clues(), made once: a batch worker's draw keeps its evidence for many gradings (engine.SharedDraw),
+        and each wrong answer on this replay asks for the same clues (a forward pass with autograd each time).
+        Its arrays are made read-only, so that no diagnosis can change what the next one reads."""
         more = self.more_clues() if self.more_clues is not None else {}
+        for value in more.values():
+            for array in (value.values() if isinstance(value, dict) else [value]):
+                if isinstance(array, np.ndarray):
+                    array.setflags(write=False)
+        return more
+
+    def clues(self) -> diagnose.Clues:
+        more = dict(self._more_clues)
         return diagnose.Clues(n=self.n, scale=self.scale, bessel=self.bessel, shares=more.pop("shares", self.shares),
                               argmax=self.argmax_mask, **more)
 
