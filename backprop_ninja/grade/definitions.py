@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from backprop_ninja import units
-from backprop_ninja.grade import allowlist, cell_text, static
+from backprop_ninja.grade import allowlist, cell_text, static, syntax
 
 # Names the worker reads as a unit's answer: no added cell may bind them.
 ANSWER_NAMES = frozenset({"d" + u.var for u in units.EXERCISE_1} | set(units.EX4_RETURNS)
@@ -77,7 +77,7 @@ def _definition_statements(cells: list[tuple[int, str]]) -> list[Definition]:
     found = []
     for position, source in cells:
         try:
-            tree = ast.parse(static.strip_magics(source))
+            tree = syntax.parse(static.strip_magics(source))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the notebook could not have run this cell either
         for statement in tree.body:
@@ -192,7 +192,7 @@ def check_use(answer: str, unit: units.Unit, position: int, definitions: list[De
         if finding is not None:
             return Use(finding)
     try:
-        tree = ast.parse(static.strip_magics(answer))
+        tree = syntax.parse(static.strip_magics(answer))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return Use()  # the answer's own scan reports it
     silenced, own, problems = [], _bound_in(tree), {}
@@ -220,7 +220,7 @@ def stand_in(name: str) -> str:
 
 def _aliases(definitions: list[Definition]) -> dict[str, str]:
     imports = [d.source for d in definitions if d.kind == "import"]
-    return static._import_aliases(ast.parse("\n".join(imports))) if imports else {}
+    return static._import_aliases(syntax.parse("\n".join(imports))) if imports else {}
 
 
 def _first_reads(tree: ast.AST) -> dict[str, int]:
@@ -273,7 +273,10 @@ def _problem_behind(name: str, before: list[Definition], unit: units.Unit, alias
 def _sets_answer(name: str, before: list[Definition], answer: str) -> bool:
     """Whether the last definition of `name` before the answer can bind the answer's name as a global."""
     last = next((d for d in reversed(before) if name in d.binds), None)
-    return last is not None and cell_text.may_set_global(last.source, answer)
+    if last is None:
+        return False
+    with syntax.PARSING:  # may_set_global parses (cell_text.py is inlined into the notebook: it has no lock)
+        return cell_text.may_set_global(last.source, answer)
 
 
 def _is_function(name: str, before: list[Definition]) -> bool:

@@ -206,8 +206,9 @@ def _decide_before_replay(found: extract.Extraction) -> dict[str, Verdict]:
             decided[unit.grade_id] = _verdict(unit, status, finding.message)
         elif unit.gives:  # a one-go exercise: only the inputs it gives, not Exercise 1's chain
             rule = ONE_GO_RULES[f"ex{unit.exercise}"]
-            problem = one_go.read_problem(static.strip_magics(source), f"Exercise {unit.exercise}", unit.gives,
-                                          set(rule["refused"]))
+            with syntax.PARSING:  # read_problem parses (one_go.py is inlined into the notebook: it has no lock)
+                problem = one_go.read_problem(static.strip_magics(source), f"Exercise {unit.exercise}", unit.gives,
+                                              set(rule["refused"]))
             if problem:
                 decided[unit.grade_id] = _verdict(unit, NOT_ALLOWED, problem)
     return decided

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from backprop_ninja import model, units
-from backprop_ninja.grade import evidence
+from backprop_ninja.grade import evidence, syntax
 from backprop_ninja.grade.compare import ATOL
 
 PROBE_SEED = 9003  # fixed: a unit's probe is the same in every grading, so a verdict can be reproduced
@@ -96,7 +96,7 @@ def binds(source: str, name: str) -> bool:
 def _assigned_names(source: str) -> frozenset[str]:
     """The names a cell assigns; parsed once per cell, since every later unit's probe asks about every earlier cell."""
     try:
-        tree = ast.parse(source)
+        tree = syntax.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return frozenset()
     return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store))

@@ -34,5 +34,6 @@ def scan(source: str, unit: units.Unit, *, aliases: dict[str, str] | None = None
     try:
         walked = syntax.nodes(plain)
     except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeEncodeError):
-        walked = None  # scan_plain parses it again and says why it does not parse
+        with syntax.PARSING:  # scan_plain parses it again and says why it does not parse
+            return scan_plain(plain, rules_for(unit), aliases, None)
     return scan_plain(plain, rules_for(unit), aliases, walked)

@@ -7,8 +7,19 @@ from __future__ import annotations
 
 import ast
 import functools
+import threading
 
 _CELLS = 256  # far above the cells of one notebook
+# CPython 3.11's ast.parse is not safe in two threads at once: it can raise "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython#106905), and a cold grading parses in the canary's thread and in its own. Every
+# parse of the grader holds this lock (autograd_scan.py and cell_text.py, inlined into the notebook, are called
+# under it: static.scan, definitions.py).
+PARSING = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    with PARSING:
+        return ast.parse(source)
 
 
 class Cell:
@@ -16,7 +27,7 @@ class Cell:
     another thread, and a forget() between two lookups must never pair one parse's nodes with another's parents."""
 
     def __init__(self, source: str):
-        self.tree = ast.parse(source)
+        self.tree = parse(source)
         self.nodes: tuple[ast.AST, ...] = tuple(ast.walk(self.tree))  # in ast.walk's order
 
     @functools.cached_property
