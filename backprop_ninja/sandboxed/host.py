@@ -20,7 +20,24 @@ import os
 import socket
 import sys
 
-from . import confine, spawner  # here, not in functions: once locked down, the kit's modules cannot be imported
+# Every box and worker is a fork of this process, and each Python at-fork hook runs in every child, where the pages it
+# touches must be copied: logging's, random's, concurrent.futures' and torch's cost about 1 ms of CPU a fork
+# together (measured in forked children of a host), and a submission takes three forks. They are not registered
+# here, before the imports that register them. Why none is needed: this process never starts a thread, so no lock
+# those hooks re-create can be held when it forks; torch's (it sets up OpenMP again) is done by every worker, which
+# sets its thread count itself (spawner.single_threaded); and random's state, the host's and not reseeded, is no
+# secret of the grader's. threading's own hook is kept: it tells threading which thread the child runs.
+_register_at_fork = os.register_at_fork
+
+
+def _register_threading_hooks_only(**hooks) -> None:
+    if all(getattr(hook, "__module__", None) == "threading" for hook in hooks.values()):
+        _register_at_fork(**hooks)
+
+
+os.register_at_fork = _register_threading_hooks_only
+
+from . import confine, spawner  # noqa: E402  here, not in functions: once locked down, the kit's modules cannot be imported
 
 
 def main(argv: list[str]) -> int:
