@@ -77,7 +77,7 @@ def _definition_statements(cells: list[tuple[int, str]]) -> list[Definition]:
     found = []
     for position, source in cells:
         try:
-            tree = syntax.parse(static.strip_magics(source))
+            tree = syntax.tree(static.strip_magics(source))  # the grading's shared parse (read only)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the notebook could not have run this cell either
         for statement in tree.body:
@@ -192,7 +192,7 @@ def check_use(answer: str, unit: units.Unit, position: int, definitions: list[De
         if finding is not None:
             return Use(finding)
     try:
-        tree = syntax.parse(static.strip_magics(answer))
+        tree = syntax.tree(static.strip_magics(answer))  # parsed already by the answer's scan
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return Use()  # the answer's own scan reports it
     silenced, own, problems = [], _bound_in(tree), {}

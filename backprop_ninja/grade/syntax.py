@@ -1,6 +1,7 @@
 """A cell's syntax tree and its nodes, made once per grading and read by every scan of the cell.
 
-The blank-stub test, the allowlist, the history rule and the autograd scan each read every answer cell; parsing
+The blank-stub test, the allowlist, the history rule, the autograd scan, the added cells' definitions and the rule
+probe each read every answer cell; parsing
 and walking it once each was a tenth of the grader's time per submission. Callers only read what comes from here
 (the trees are shared). grade_notebook calls forget() first, so nothing one grading parsed is kept for the next."""
 from __future__ import annotations
