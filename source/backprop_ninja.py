@@ -596,11 +596,14 @@ def _fresh_problem(cells, name, exercise=None):
 # random gradients in place of those of the lines that use <name>. It follows its rule if it then gives the sum of
 # its branches (autograd's share through each line); if it gives another combination of them, it was right only
 # because a gradient it leaves out is exactly 0 here. The grader keeps the points and adds a note: so does check().
+# Only where such a gradient exists (_probe.can_be_lucky): elsewhere a wrong combination fails on the fresh batches.
 def _luck_note(cells, name):
     """Why your d<name> is right only by luck, as the grader's probe says it, or None."""
     consumers = _DIAGNOSTICS.get(name, {}).get("consumers", [])
     if not cells or not consumers or "loss" in consumers:
         return None  # dlogprobs's only line is the loss: no gradient to replace
+    if not _probe.can_be_lucky(name, consumers):
+        return None
     values, _ = _current_batch()
     params = [values[p].double() for p in _model.PARAMETER_NAMES]
     reference = _model.reference_gradients(params, values["Xb"], values["Yb"])

@@ -6,12 +6,14 @@ with the true upstreams, the unit's cell once with them and once more with the p
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from backprop_ninja import units
+from backprop_ninja import model, units
 from backprop_ninja.grade import compare, engine, evidence, probe
 
 DLOGITS = units.BY_ID["ex1_logits"]
@@ -105,3 +107,51 @@ def test_wrong_combination_finds_the_signs_of_the_shares(replay):
     assert probe.wrong_combination(made, np.zeros_like(norm)) == {"norm_logits": 0, "logit_maxes": 0}
     assert probe.wrong_combination(made, norm + maxes) is None  # the rule itself is no slip
     assert probe.wrong_combination(made, norm + 0.5 * maxes) is None  # off by a factor: no combination
+
+
+# ---- which units get a probe: can_be_lucky, checked on the table's shares ----
+
+def _wrong_combination_gaps(unit: units.Unit, replay) -> dict[tuple[int, ...], float]:
+    """For each wrong combination of `unit`'s shares on the true upstreams of `replay` (float64), how far it lies
+    from their sum (the right answer), in tolerances of the answer's scale."""
+    params = [replay.values64[name] for name in model.PARAMETER_NAMES]
+    grads = model.reference_gradients(params, replay.values64["Xb"], replay.values64["Yb"])
+    v = evidence.share_namespace(replay.values64, grads, replay.n)
+    shares = [share(v).detach().double().numpy() for share in unit.shares.values()]
+    right = sum(shares)
+    scale = evidence.tolerance_scale(grads[unit.var], evidence.upstream_gradients(unit, grads))
+    gaps = {}
+    for signs in itertools.product((1, 0, -1), repeat=len(shares)):
+        if set(signs) != {1}:
+            wrong = sum(sign * s for sign, s in zip(signs, shares))
+            gaps[signs] = float(np.abs(wrong - right).max()) / (compare.ATOL * scale)
+    return gaps
+
+
+@pytest.fixture(scope="module")
+def fresh_replay(names_file):
+    return engine.replay_inputs(4242, 17)
+
+
+def test_units_without_a_zero_gradient_get_no_probe_because_the_replays_fail_every_wrong_combination(
+        replay, fresh_replay):
+    skipped = [u for u in units.EXERCISE_1 if "loss" not in u.consumers and not probe.probed(u)]
+    assert len(skipped) >= 20, [u.var for u in skipped]  # most units: the probe's cost is saved there
+    for unit in skipped:
+        for made in (replay, fresh_replay):
+            gaps = _wrong_combination_gaps(unit, made)
+            assert min(gaps.values()) > 10, (unit.var, made.n, gaps)  # far outside the tolerance (45 at least)
+
+
+def test_units_with_a_zero_gradient_get_a_probe_because_a_wrong_combination_passes(replay, fresh_replay):
+    lucky = [u for u in units.EXERCISE_1 if probe.probed(u)]
+    assert {u.var for u in lucky} == {"logit_maxes", "logits", "b1"}
+    for unit in lucky:
+        for made in (replay, fresh_replay):
+            assert min(_wrong_combination_gaps(unit, made).values()) <= 1, (unit.var, made.n)
+
+
+def test_the_notebook_asks_the_same_question_as_the_grader():
+    for unit in units.EXERCISE_1:
+        if "loss" not in unit.consumers:
+            assert probe.probed(unit) == probe.can_be_lucky(unit.var, unit.consumers)

@@ -5,7 +5,9 @@ A few wrong answers give the right numbers on every input, because a gradient th
 dlogit_maxes with its sign flipped, zeros written for dlogit_maxes or db1. The replays cannot tell them from
 right answers. The probe can: it runs the cell once more, on one replay, with the upstream gradients of the
 unit's consumers replaced by random ones (every other injected gradient stays true), and compares the answer
-with the sum of the table's shares on those random upstreams, as the local rule would give.
+with the sum of the table's shares on those random upstreams, as the local rule would give. Only the units where
+a gradient is exactly 0 (the unit's own or a consumer's, can_be_lucky) get a probe: elsewhere no wrong
+combination passes the replays.
 
 - the answer follows the random upstreams: the rule is followed, fine;
 - the answer is what it was with the true upstreams: the cell does not read them (Exercise 2's formula written in
@@ -42,9 +44,10 @@ PROBE_REPLAY = 0
 
 
 def probed(unit: units.Unit) -> bool:
-    """Exercise 1 units with a consumer whose gradient can be replaced. dlogprobs's only consumer is the loss,
-    whose gradient is the number 1: there is no upstream to vary, so it has no probe."""
-    return unit.exercise == 1 and any(c != "loss" for c in unit.consumers)
+    """Exercise 1 units with a consumer whose gradient can be replaced, where a right answer can be right by luck
+    (can_be_lucky). dlogprobs's only consumer is the loss, whose gradient is the number 1: there is no upstream to
+    vary, so it has no probe."""
+    return unit.exercise == 1 and "loss" not in unit.consumers and can_be_lucky(unit.var, unit.consumers)
 
 
 @dataclass
@@ -127,7 +130,17 @@ def explain(probe: Probe, signs: dict[str, int], wrote_zeros: bool) -> str:
 # functions (notebook_diagnoses inlines them, NOTEBOOK_CODE) on shares from its own autograd, so both call the
 # same answers lucky.
 ZERO_BECAUSE = {u.var: u.zero_because for u in units.EXERCISE_1 if u.zero_because}
-NOTEBOOK_CODE = ("luck_of", "combination_of", "explain_luck", "_zero_because", "_only_because", "_close")
+NOTEBOOK_CODE = ("can_be_lucky", "luck_of", "combination_of", "explain_luck", "_zero_because", "_only_because",
+                 "_close")
+
+
+def can_be_lucky(var: str, consumers) -> bool:
+    """Whether a right answer for d<var> can be a wrong combination of its shares: only if d<var> or the gradient
+    of one of its consumers is exactly 0 (ZERO_BECAUSE). A wrong combination (shares left out or with their signs
+    flipped) differs from the sum of the shares by some of them, each once or twice; where no share is 0, that
+    difference is not 0 on the replays, which fail such an answer, so the probe has nothing to add to a right one
+    (tests/test_probe_subset.py checks every wrong combination on the table's shares)."""
+    return any(_zero_because(v) for v in (var, *consumers))
 
 
 def luck_of(var: str, shares: dict[str, np.ndarray], on_probe: np.ndarray | None, on_true: np.ndarray,
