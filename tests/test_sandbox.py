@@ -248,6 +248,29 @@ def test_a_cell_that_changes_a_replay_tensor_does_not_change_it_for_the_next(nam
     assert copies[3] is not copies[2] and copies[3] is not replay["W1"]
 
 
+@pytest.mark.parametrize("spoil", ["W1.add_(1.0)", "W1[0].zero_()"])
+def test_the_hosts_copies_are_handed_out_until_a_cell_changes_one(names_file, spoil):
+    # The sandbox host clones each replay once per draw (host.py) and the worker hands those clones out first
+    # instead of cloning its own; once a cell changes one in place, the next cell gets a fresh clone of the replay.
+    from backprop_ninja.grade import engine
+    from backprop_ninja.sandboxed import worker as worker_side
+
+    replay = engine.replay_inputs(engine.REPLAYS[1][0], 32).values
+    copies = [{name: tensor.clone() for name, tensor in replay.items()}]
+    session = worker_side.Session([replay], worker_side.Meta.from_dict(engine.worker_meta()), copies)
+    job = {"unit": "ex1_probs", "answer": "dprobs", "exercise": 1, "mode": "graded", "upstream": [[]], "new": [[]]}
+    seen = []
+    for source in ("dprobs = W1 * 1", spoil + "\ndprobs = W1 * 1", "dprobs = W1 * 1"):
+        with torch.no_grad():
+            record, answers = session.run({**job, "source": source}, [])
+        assert record["outcomes"][0]["kind"] == "answer", record
+        seen.append((session.namespaces[0]["W1"], answers[0]))
+    assert seen[0][0] is copies[0]["W1"] and seen[1][0] is copies[0]["W1"]  # no clone until changed
+    assert not np.array_equal(seen[1][1], replay["W1"].double().numpy())  # the cell saw its own change
+    assert seen[2][0] is not copies[0]["W1"] and seen[2][0] is not replay["W1"]
+    assert np.array_equal(seen[2][1], replay["W1"].double().numpy())  # the replay itself was never touched
+
+
 def test_a_cell_that_changes_its_upstream_gradient_does_not_change_it_for_the_next(names_file):
     from backprop_ninja.grade import engine
     from backprop_ninja.sandboxed import worker as worker_side

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     confine.cheaper_forks()  # no gc.freeze() here: it hides objects from gc.get_objects(), which cells can call
     channel.sendall(encode_frame({"ready": True, "uid": os.getuid(), "gid": os.getgid()}))
     boxes: set[int] = set()
-    kept_key, kept = None, []
+    kept_key, kept = None, ([], [])
     while True:
         frame = read_frame_blocking(channel)
         _reap(boxes)
@@ -71,14 +71,17 @@ def main(argv: list[str]) -> int:
             if header["kept"] != kept_key:  # the grader's mistake: no box, and the grader says it could not open one
                 socket.send_fds(channel, [b"not kept"], [])
                 continue
-            replays = kept
+            replays, copies = kept
         else:
             replays, offset = [], 0
             for names in header["replays"]:
                 replays.append({name: torch.from_numpy(arrays[offset + i].copy()) for i, name in enumerate(names)})
                 offset += len(names)
-            kept_key, kept = header.get("keep"), replays  # boxes forked from here get copies on write of these
-        serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(header["meta"]))
+            # A second copy of each tensor, made once here for every box of the draw: a worker hands these out to
+            # the cells first (worker.Session's copies) instead of cloning ~3 MB into fresh pages in every box.
+            copies = [{name: tensor.clone() for name, tensor in replay.items()} for replay in replays]
+            kept_key, kept = header.get("keep"), (replays, copies)  # boxes forked from here get copies on write
+        serve = functools.partial(worker.serve, replays, worker.Meta.from_dict(header["meta"]), copies=copies)
         limits = spawner.WorkerLimits(**header["limits"])
         grader_end, spawner_end = socket.socketpair()
         tmp_bytes = int(header["tmp_bytes"])

@@ -51,11 +51,12 @@ class Meta:
         return cls(frozenset(data["gradient_names"]), tuple(data["ex4_returns"]), tuple(data["parameter_names"]),
                    dict(data["constants"]))
 
-def serve(replays: list[dict[str, torch.Tensor]], meta: Meta, sock: socket.socket) -> None:
+def serve(replays: list[dict[str, torch.Tensor]], meta: Meta, sock: socket.socket,
+          copies: list[dict[str, torch.Tensor]] | None = None) -> None:
     """The worker's loop: one job in, one record out, until the grader hangs up."""
     blocks.lock_down()  # done once in the sandbox host before it forked; an unisolated worker does it here
     me = os.getpid()
-    session = Session(replays, meta)
+    session = Session(replays, meta, copies)
     while True:
         frame = read_frame_blocking(sock)
         if frame is None:
@@ -68,7 +69,12 @@ def serve(replays: list[dict[str, torch.Tensor]], meta: Meta, sock: socket.socke
 
 
 class Session:
-    def __init__(self, replays: list[dict[str, torch.Tensor]], meta: Meta):
+    """`copies`, if given, are unchanged clones of the replays' tensors made by the sandbox host before it forked
+    (host.py): they are handed out first, as _copy's last copies, so a fresh worker clones nothing until a cell
+    changes one. In a worker they are its own pages (copy on write), as a clone made here would be."""
+
+    def __init__(self, replays: list[dict[str, torch.Tensor]], meta: Meta,
+                 copies: list[dict[str, torch.Tensor]] | None = None):
         self.replays, self.meta = replays, meta
         # Set once, not before every cell: a helper of the same name that the student defines wins, as in Jupyter.
         self.namespaces: list[dict] = [notebook_stand_ins() for _ in replays]
@@ -78,6 +84,8 @@ class Session:
         # name -> (the copy handed to the cells last, its version then, what it copies): see _copy
         self.handed: list[dict[str, tuple[torch.Tensor, int, torch.Tensor]]] = [{} for _ in replays]
         self.fresh: list[dict | None] = [None for _ in replays]  # what _replay_variables hands out, kept up to date
+        for r, given in enumerate(copies or ()):
+            self.handed[r].update({name: (copy, copy._version, replays[r][name]) for name, copy in given.items()})
 
     def run(self, header: dict, arrays: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         """One job on the replays it lists (header["replays"], indices into the box's replays; default all)."""
