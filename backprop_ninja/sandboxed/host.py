@@ -7,8 +7,8 @@ channel (frames, see wire.py):
     {"op": "box", "replays": [[name, ...], ...], "keep": KEY or null, "meta": {...}, "limits": {...},
      "tmp_bytes": N} with the replays' tensors as arrays; or {"op": "box", "kept": KEY, ...} without arrays
     for the replays last sent with "keep": KEY (the boxes of one draw of seeds share them)
-        -> a fresh box: a child enters new user, mount, PID and IPC namespaces and forks the spawner
-           as PID 1 there, with a private /tmp and /dev/shm and /proc hidden; the answer is b"box"
+        -> a fresh box: a child born in new user, mount, PID and IPC namespaces (one clone(2)) runs the
+           spawner as PID 1 there, with a private /tmp and /dev/shm and /proc hidden; the answer is b"box"
            with the grader's end of the spawner's control socket attached (SCM_RIGHTS)
     EOF -> exit (bwrap then tears down everything, --die-with-parent covers a killed grader)
 Before the first request it sends {"ready": true, "uid": ..., "gid": ...}.
@@ -22,7 +22,7 @@ import sys
 
 # Every box and worker is a fork of this process, and each Python at-fork hook runs in every child, where the pages it
 # touches must be copied: logging's, random's, concurrent.futures' and torch's cost about 1 ms of CPU a fork
-# together (measured in forked children of a host), and a submission takes three forks. They are not registered
+# together (measured in forked children of a host), and a submission takes two forks. They are not registered
 # here, before the imports that register them. Why none is needed: this process never starts a thread, so no lock
 # those hooks re-create can be held when it forks; torch's (it sets up OpenMP again) is done by every worker, which
 # sets its thread count itself (spawner.single_threaded); and random's state, the host's and not reseeded, is no
@@ -85,29 +85,21 @@ def main(argv: list[str]) -> int:
         limits = spawner.WorkerLimits(**header["limits"])
         grader_end, spawner_end = socket.socketpair()
         tmp_bytes = int(header["tmp_bytes"])
-        boxes.add(spawner.fork_child(lambda: _run_box(spawner_end, serve, limits, tmp_bytes), channel, grader_end))
+        boxes.add(spawner.fork_child(lambda: _run_box(spawner_end, serve, limits, tmp_bytes), channel, grader_end,
+                                     fork=confine.fork_into_fresh_namespaces))
         spawner_end.close()
         socket.send_fds(channel, [b"box"], [grader_end.fileno()])
         grader_end.close()
 
 
 def _run_box(control: socket.socket, serve, limits, tmp_bytes: int) -> int:
-    """In the child: new namespaces, then the spawner as their PID 1; wait for it and pass on its status."""
+    """PID 1 of the box's fresh namespaces: a private /tmp and /dev/shm, /proc hidden, then the spawner."""
     confine.die_with_parent()
-    confine.enter_fresh_namespaces()
-
-    def init() -> int:  # PID 1 of the new namespace
-        confine.die_with_parent()
-        confine.mount_private_tmp("/tmp", tmp_bytes)
-        if os.path.isdir("/dev/shm"):
-            confine.mount_private_tmp("/dev/shm", tmp_bytes)
-        confine.hide("/proc")
-        return spawner.spawner_loop(control, serve, limits, "/tmp", isolated=True)
-
-    pid = spawner.fork_child(init)
-    control.close()
-    os.waitpid(pid, 0)
-    return 0
+    confine.mount_private_tmp("/tmp", tmp_bytes)
+    if os.path.isdir("/dev/shm"):
+        confine.mount_private_tmp("/dev/shm", tmp_bytes)
+    confine.hide("/proc")
+    return spawner.spawner_loop(control, serve, limits, "/tmp", isolated=True)
 
 
 def _reap(children: set[int]) -> None:

@@ -61,12 +61,12 @@ def spawner_loop(control: socket.socket, serve, limits: WorkerLimits, workdir: s
     return 0
 
 
-def fork_child(run, *to_close) -> int:
-    """Fork; the child closes `to_close`, runs `run()` and exits with its status: it never returns into the
-    caller's code, whatever happens."""
+def fork_child(run, *to_close, fork=os.fork) -> int:
+    """Fork (with `fork`); the child closes `to_close`, runs `run()` and exits with its status: it never returns
+    into the caller's code, whatever happens."""
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:
         status = 1
         try:
