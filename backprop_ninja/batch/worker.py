@@ -39,8 +39,10 @@ def warm_up(limits: dict | None = None) -> list[tuple[str, float]]:
 
     for seed, n in engine.REPLAYS:  # cached by the engine: built once per worker, not per submission
         engine.replay_inputs(seed, n)
-    engine.ensure_environment(_launcher, engine.limits_for(**limits), *engine.timeouts(**limits))
     _draw = engine.SharedDraw(GRADINGS_PER_DRAW)
+    # The canary takes its replays from the first draw, as a cold grading's does: so it checks the very replays the
+    # first students get, and the first grading need not make them again (their forward and backward passes).
+    engine.ensure_environment(_launcher, engine.limits_for(**limits), *engine.timeouts(**limits), shared=_draw)
     if _launcher.isolated:  # unisolated boxes fork from here, and a frozen gc would change what cells see in it
         gc.freeze()  # torch's objects and the engine's tables stay: no full collection walks them again per submission
     return [(u.grade_id, float(u.points)) for u in UNITS]
