@@ -80,18 +80,17 @@ def fork_into_fresh_namespaces() -> int:
     if _SYS_CLONE is None:
         raise ConfineError(errno.ENOSYS, f"no clone(2) number known for {os.uname().machine}")
     uid, gid = os.getuid(), os.getgid()
-    set_dumpable(True)  # the child's uid and gid maps are its own /proc files
     _before_fork()
     pid = _with_gil.syscall(_SYS_CLONE, ctypes.c_ulong(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
                                                          | signal.SIGCHLD), None, None, None, None)
     code = ctypes.get_errno()
     if pid != 0:
         _after_fork_parent()
-        set_dumpable(False)
         if pid < 0:
             raise ConfineError(code, f"clone into fresh namespaces: {os.strerror(code)}")
         return pid
     _after_fork_child()
+    set_dumpable(True)  # the uid and gid maps below are /proc files of ours (never the parent's: it stays closed)
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
@@ -142,8 +141,8 @@ def cheaper_forks() -> int:
     """Back this process's large writable anonymous memory (the heap and torch's allocations, ~140 MB) with 2 MiB
     pages, so that each fork copies a few hundred page-table entries instead of tens of thousands. A box costs
     two forks of this process (five when this was written); measured, a fork and exit fell from about 11 ms to
-    5 ms of CPU. Best effort: kernels without MADV_COLLAPSE, or with THP disabled, just keep 4 KiB pages (nothing else changes). Returns how
-    many 2 MiB ranges were asked for."""
+    5 ms of CPU. Best effort: kernels without MADV_COLLAPSE, or with THP disabled, just keep 4 KiB pages (nothing
+    else changes). Returns how many 2 MiB ranges were asked for."""
     asked = 0
     try:
         with open("/proc/self/maps") as maps:
