@@ -151,7 +151,8 @@ def test_units_with_a_zero_gradient_get_a_probe_because_a_wrong_combination_pass
             assert min(_wrong_combination_gaps(unit, made).values()) <= 1, (unit.var, made.n)
 
 
-def test_the_notebook_asks_the_same_question_as_the_grader():
+def test_the_grader_probes_exactly_the_units_can_be_lucky_names():
+    # the notebook's check() calls can_be_lucky itself (inlined: test_notebook_checks.py checks the code is the same)
     for unit in units.EXERCISE_1:
         if "loss" not in unit.consumers:
             assert probe.probed(unit) == probe.can_be_lucky(unit.var, unit.consumers)
